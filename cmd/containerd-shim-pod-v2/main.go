@@ -1,0 +1,39 @@
+// Command containerd-shim-pod-v2 is containerd's io.containerd.pod.v2 runtime:
+// one shim process per pod.
+package main
+
+import (
+	"context"
+
+	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/podv2/containerd-shim-pod-v2/pod"
+	"github.com/podv2/containerd-shim-pod-v2/shim"
+	"github.com/podv2/containerd-shim-pod-v2/task"
+)
+
+func main() {
+	shim.Run(shim.Handlers{
+		GroupKey: pod.GroupKey,
+		Register: func(ctx context.Context, cfg *shim.Config, pub shim.Publisher, srv *ttrpc.Server, shutdown func()) error {
+			svc, err := task.New(ctx, taskConfig(cfg), pub, shutdown)
+			if err != nil {
+				return err
+			}
+			svc.Register(srv)
+			return nil
+		},
+		Delete: func(ctx context.Context, cfg *shim.Config) (proto.Message, error) {
+			return task.Cleanup(ctx, taskConfig(cfg))
+		},
+		Info: func(ctx context.Context, opts *anypb.Any) (proto.Message, error) {
+			return task.Info(ctx, opts, shim.Version, shim.Revision)
+		},
+	})
+}
+
+func taskConfig(cfg *shim.Config) task.Config {
+	return task.Config{Namespace: cfg.Namespace, ID: cfg.ID, Bundle: cfg.Bundle, Debug: cfg.Debug}
+}

@@ -1,0 +1,66 @@
+package io
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Opening a fifo never blocks here: see the package comment. Every handle is
+// opened with O_NONBLOCK, so it sits on Go's poller.
+
+// openOutputFifo opens an output fifo: first a read handle the shim keeps
+// (open(2) of a reader with O_NONBLOCK never blocks), then the write handle,
+// which a non-blocking open grants at once because a reader now exists. The
+// kept reader means the fifo always has a reader, so the shim's writes never
+// fail with EPIPE when the client goes away (they wait instead).
+func openOutputFifo(path string) (w, keep *os.File, err error) {
+	keep, err = os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open output fifo %s for reading: %w", path, err)
+	}
+	if err := checkFifo(keep); err != nil {
+		keep.Close()
+		return nil, nil, err
+	}
+	w, err = os.OpenFile(path, os.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		keep.Close()
+		return nil, nil, fmt.Errorf("open output fifo %s for writing: %w", path, err)
+	}
+	return w, keep, nil
+}
+
+// openStdinFifo opens the stdin fifo: the read handle the copy reads, then a
+// write handle the shim keeps, so that the fifo never reads as EOF while the
+// client comes and goes. CloseStdin closes exactly that kept handle.
+func openStdinFifo(path string) (r, keep *os.File, err error) {
+	r, err = os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open stdin fifo %s for reading: %w", path, err)
+	}
+	if err := checkFifo(r); err != nil {
+		r.Close()
+		return nil, nil, err
+	}
+	keep, err = os.OpenFile(path, os.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		r.Close()
+		return nil, nil, fmt.Errorf("open stdin fifo %s for writing: %w", path, err)
+	}
+	return r, keep, nil
+}
+
+// checkFifo refuses anything but a fifo: a regular file or a device in its
+// place would behave differently in every way that matters here.
+func checkFifo(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", f.Name(), err)
+	}
+	if fi.Mode()&os.ModeNamedPipe == 0 {
+		return fmt.Errorf("%s is not a fifo (mode %s)", f.Name(), fi.Mode())
+	}
+	return nil
+}

@@ -1,0 +1,62 @@
+package io
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// newPipe returns a close-on-exec pipe. An end that the shim itself reads or
+// writes is made non-blocking, which puts it on Go's runtime poller; an end
+// that goes to another process (the container, a logger) must stay blocking,
+// because O_NONBLOCK belongs to the open file description and so to every
+// process that shares it.
+func newPipe(readNonblock, writeNonblock bool) (r, w *os.File, err error) {
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+		return nil, nil, fmt.Errorf("pipe2: %w", err)
+	}
+	for i, nb := range []bool{readNonblock, writeNonblock} {
+		if !nb {
+			continue
+		}
+		if err := unix.SetNonblock(fds[i], true); err != nil {
+			unix.Close(fds[0])
+			unix.Close(fds[1])
+			return nil, nil, fmt.Errorf("set pipe non-blocking: %w", err)
+		}
+	}
+	// os.NewFile sees O_NONBLOCK and registers such an end with the poller.
+	return os.NewFile(uintptr(fds[0]), "|0"), os.NewFile(uintptr(fds[1]), "|1"), nil
+}
+
+// fchown gives f to uid:gid, -1 leaving either unchanged, so that a process in
+// a user namespace may reopen its stdio through /proc/self/fd.
+func fchown(f *os.File, uid, gid int) error {
+	if uid < 0 && gid < 0 {
+		return nil
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var cerr error
+	if err := rc.Control(func(fd uintptr) { cerr = unix.Fchown(int(fd), uid, gid) }); err != nil {
+		return err
+	}
+	if cerr != nil {
+		return fmt.Errorf("fchown %s to %d:%d: %w", f.Name(), uid, gid, cerr)
+	}
+	return nil
+}
+
+// closeAll closes every non-nil file, ignoring errors: it is for cleanup
+// paths where the files' fate does not matter any more.
+func closeAll(files ...*os.File) {
+	for _, f := range files {
+		if f != nil {
+			f.Close()
+		}
+	}
+}

@@ -1,0 +1,167 @@
+package process
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Exit is one child's end, as the reaper saw it.
+type Exit struct {
+	Pid       int
+	Status    int // exit code, or 128+signal
+	Timestamp time.Time
+}
+
+// Reaper is the shim's only waiter of children. The shim is a subreaper, so the
+// containers' processes become its children when their runtime exits; a
+// wait4(-1) loop collects every one of them. Commands the shim runs itself
+// (the runtime binary, loggers, namespace holders) are started through Start
+// so that their status goes back to whoever waits for them, never lost to the
+// loop. Everything else goes to the subscribers, in the order it was reaped.
+type Reaper struct {
+	// mu guards started and subs. Start holds it across fork, so the loop
+	// cannot dispatch a command's exit before its pid is registered.
+	mu      sync.Mutex
+	started map[int]chan Exit
+	subs    []*Subscription
+}
+
+// Default returns the process's reaper, starting its SIGCHLD loop on first
+// use. There is one per process: two loops would steal each other's exits.
+var Default = sync.OnceValue(newReaper)
+
+func newReaper() *Reaper {
+	r := &Reaper{started: make(map[int]chan Exit)}
+	sigs := make(chan os.Signal, 32)
+	signal.Notify(sigs, unix.SIGCHLD)
+	go func() {
+		for range sigs {
+			r.reap()
+		}
+	}()
+	return r
+}
+
+// reap collects every child that has exited, without blocking.
+func (r *Reaper) reap() {
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || pid <= 0 {
+			return
+		}
+		// A traced child reports its stops here even without WUNTRACED; only
+		// deaths are exits.
+		if !ws.Exited() && !ws.Signaled() {
+			continue
+		}
+		r.dispatch(Exit{Pid: pid, Status: exitStatus(ws), Timestamp: time.Now()})
+	}
+}
+
+func exitStatus(ws unix.WaitStatus) int {
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
+}
+
+func (r *Reaper) dispatch(e Exit) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ch, ok := r.started[e.Pid]; ok {
+		delete(r.started, e.Pid)
+		ch <- e // buffered, never blocks
+		return
+	}
+	for _, s := range r.subs {
+		s.push(e)
+	}
+}
+
+// Start starts cmd so that its exit is delivered to Wait, not to subscribers.
+func (r *Reaper) Start(cmd *exec.Cmd) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	r.started[cmd.Process.Pid] = make(chan Exit, 1)
+	return nil
+}
+
+// Wait waits for a command started with Start and returns its exit status.
+// It also finishes the command's own I/O goroutines.
+func (r *Reaper) Wait(cmd *exec.Cmd) (int, error) {
+	r.mu.Lock()
+	ch, ok := r.started[cmd.Process.Pid]
+	r.mu.Unlock()
+	if !ok {
+		return -1, fmt.Errorf("wait for pid %d: not started through the reaper", cmd.Process.Pid)
+	}
+	e := <-ch
+	// The process is already reaped: Wait fails with ECHILD, but it still
+	// waits for the goroutines copying the command's stdout and stderr.
+	_ = cmd.Wait()
+	return e.Status, nil
+}
+
+// Run starts cmd and waits for it.
+func (r *Reaper) Run(cmd *exec.Cmd) (int, error) {
+	if err := r.Start(cmd); err != nil {
+		return -1, err
+	}
+	return r.Wait(cmd)
+}
+
+// Subscribe returns a subscription to the exits of every child not started
+// through Start. Exits are queued without bound, so a slow subscriber never
+// stalls the loop and never loses one.
+func (r *Reaper) Subscribe() *Subscription {
+	s := &Subscription{C: make(chan Exit)}
+	s.cond = sync.NewCond(&s.mu)
+	go s.run()
+	r.mu.Lock()
+	r.subs = append(r.subs, s)
+	r.mu.Unlock()
+	return s
+}
+
+// Subscription delivers exits on C in the order they were reaped.
+type Subscription struct {
+	C chan Exit
+
+	mu    sync.Mutex // guards queue
+	cond  *sync.Cond
+	queue []Exit
+}
+
+func (s *Subscription) push(e Exit) {
+	s.mu.Lock()
+	s.queue = append(s.queue, e)
+	s.mu.Unlock()
+	s.cond.Signal()
+}
+
+func (s *Subscription) run() {
+	for {
+		s.mu.Lock()
+		for len(s.queue) == 0 {
+			s.cond.Wait()
+		}
+		e := s.queue[0]
+		s.queue = s.queue[1:]
+		s.mu.Unlock()
+		s.C <- e
+	}
+}

@@ -1,0 +1,365 @@
+package process
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// DefaultRuntime is the OCI runtime binary used when options name none.
+const DefaultRuntime = "runc"
+
+// Runtime is the one place that knows an OCI runtime's command line
+// (runc and runc-compatible binaries).
+type Runtime struct {
+	Binary        string // name on $PATH or absolute path
+	Root          string // --root: the runtime's state directory
+	SystemdCgroup bool
+	Debug         bool
+	LogPath       string // --log, JSON; the runtime's own error text is read back from it
+	Reaper        *Reaper
+}
+
+// Stdio is what the runtime passes on to the process it starts.
+type Stdio struct {
+	Stdin, Stdout, Stderr *os.File
+}
+
+// CreateOpts are the options of `create`.
+type CreateOpts struct {
+	Bundle        string
+	PidFile       string
+	ConsoleSocket string
+	NoPivot       bool
+	NoNewKeyring  bool
+	Stdio         Stdio
+	ExtraFiles    []*os.File
+}
+
+// ExecOpts are the options of `exec --detach`.
+type ExecOpts struct {
+	PidFile       string
+	ConsoleSocket string
+	Stdio         Stdio
+}
+
+// Error is a failed runtime invocation, carrying the runtime's own words.
+type Error struct {
+	Op      string // create, start, exec, ...
+	Message string // the runtime's last error message, or its output
+	Err     error  // the exit or start failure
+}
+
+func (e *Error) Error() string {
+	switch {
+	case e.Message == "":
+		return fmt.Sprintf("%s: %s", e.Op, e.Err)
+	case strings.Contains(e.Message, e.Op):
+		// runc says "runc create failed: ..." itself
+		return e.Message
+	}
+	return fmt.Sprintf("%s: %s", e.Op, e.Message)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func (r *Runtime) binary() string {
+	if r.Binary == "" {
+		return DefaultRuntime
+	}
+	return r.Binary
+}
+
+func (r *Runtime) globalArgs() []string {
+	args := []string{}
+	if r.Root != "" {
+		args = append(args, "--root", r.Root)
+	}
+	if r.LogPath != "" {
+		args = append(args, "--log", r.LogPath, "--log-format", "json")
+	}
+	if r.SystemdCgroup {
+		args = append(args, "--systemd-cgroup")
+	}
+	if r.Debug {
+		args = append(args, "--debug")
+	}
+	return args
+}
+
+func (r *Runtime) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, r.binary(), append(r.globalArgs(), args...)...)
+	cmd.Env = os.Environ()
+	// The runtime must not die with the shim's process group signals.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Never kill it half-way through on a cancelled request: a runtime killed
+	// mid-create leaves state behind. Requests are bounded by the caller.
+	cmd.Cancel = func() error { return nil }
+	cmd.WaitDelay = 0
+	return cmd
+}
+
+// run runs the runtime and returns its stdout; a failure carries the
+// runtime's own error message.
+func (r *Runtime) run(cmd *exec.Cmd, op string) ([]byte, error) {
+	var stdout, stderr bytes.Buffer
+	if cmd.Stdout == nil {
+		cmd.Stdout = &stdout
+	}
+	if cmd.Stderr == nil {
+		cmd.Stderr = &stderr
+	}
+	var logOffset int64
+	if r.LogPath != "" {
+		if st, err := os.Stat(r.LogPath); err == nil {
+			logOffset = st.Size()
+		}
+	}
+	status, err := r.Reaper.Run(cmd)
+	if err != nil {
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+			return nil, &Error{Op: op, Message: fmt.Sprintf("runtime binary %q: %v", r.binary(), err), Err: ErrRuntimeMissing}
+		}
+		return nil, &Error{Op: op, Err: err}
+	}
+	if status != 0 {
+		msg := r.lastLogError(logOffset)
+		if msg == "" {
+			msg = strings.TrimSpace(stderr.String())
+		}
+		if msg == "" {
+			msg = strings.TrimSpace(stdout.String())
+		}
+		return nil, &Error{Op: fmt.Sprintf("%s %s", filepath.Base(r.binary()), op), Message: msg, Err: fmt.Errorf("exit status %d", status)}
+	}
+	return stdout.Bytes(), nil
+}
+
+// lastLogError returns the last error message the runtime logged after offset.
+func (r *Runtime) lastLogError(offset int64) string {
+	if r.LogPath == "" {
+		return ""
+	}
+	f, err := os.Open(r.LogPath)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, 0); err != nil {
+		return ""
+	}
+	var last string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for sc.Scan() {
+		var entry struct {
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+		}
+		if json.Unmarshal(sc.Bytes(), &entry) == nil && (entry.Level == "error" || entry.Level == "fatal") {
+			last = entry.Msg
+		}
+	}
+	return last
+}
+
+func setStdio(cmd *exec.Cmd, s Stdio) {
+	if s.Stdin != nil {
+		cmd.Stdin = s.Stdin
+	}
+	if s.Stdout != nil {
+		cmd.Stdout = s.Stdout
+	}
+	if s.Stderr != nil {
+		cmd.Stderr = s.Stderr
+	}
+}
+
+// Create runs `create`: the container's init is set up and waits for Start.
+func (r *Runtime) Create(ctx context.Context, id string, o CreateOpts) error {
+	args := []string{"create", "--bundle", o.Bundle}
+	if o.PidFile != "" {
+		args = append(args, "--pid-file", o.PidFile)
+	}
+	if o.ConsoleSocket != "" {
+		args = append(args, "--console-socket", o.ConsoleSocket)
+	}
+	if o.NoPivot {
+		args = append(args, "--no-pivot")
+	}
+	if o.NoNewKeyring {
+		args = append(args, "--no-new-keyring")
+	}
+	if n := len(o.ExtraFiles); n > 0 {
+		args = append(args, "--preserve-fds", strconv.Itoa(n))
+	}
+	cmd := r.command(ctx, append(args, id)...)
+	setStdio(cmd, o.Stdio)
+	cmd.ExtraFiles = o.ExtraFiles
+	_, err := r.run(cmd, "create")
+	return err
+}
+
+// Start runs `start`: the created init runs the user's process.
+func (r *Runtime) Start(ctx context.Context, id string) error {
+	_, err := r.run(r.command(ctx, "start", id), "start")
+	return err
+}
+
+// Exec runs `exec --detach` with the process spec written to a file.
+func (r *Runtime) Exec(ctx context.Context, id string, spec *specs.Process, dir string, o ExecOpts) error {
+	f, err := os.CreateTemp(dir, ".process-*.json")
+	if err != nil {
+		return fmt.Errorf("write exec process spec: %w", err)
+	}
+	defer os.Remove(f.Name())
+	if err := json.NewEncoder(f).Encode(spec); err != nil {
+		f.Close()
+		return fmt.Errorf("write exec process spec: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write exec process spec: %w", err)
+	}
+	args := []string{"exec", "--detach", "--process", f.Name()}
+	if o.PidFile != "" {
+		args = append(args, "--pid-file", o.PidFile)
+	}
+	if o.ConsoleSocket != "" {
+		args = append(args, "--console-socket", o.ConsoleSocket)
+	}
+	cmd := r.command(ctx, append(args, id)...)
+	setStdio(cmd, o.Stdio)
+	_, err = r.run(cmd, "exec")
+	return err
+}
+
+// Kill sends sig to the container's init, or with all to every process of it.
+func (r *Runtime) Kill(ctx context.Context, id string, sig int, all bool) error {
+	args := []string{"kill"}
+	if all {
+		args = append(args, "--all")
+	}
+	_, err := r.run(r.command(ctx, append(args, id, strconv.Itoa(sig))...), "kill")
+	return err
+}
+
+// Delete removes the container's runtime state; force kills it first.
+func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
+	args := []string{"delete"}
+	if force {
+		args = append(args, "--force")
+	}
+	_, err := r.run(r.command(ctx, append(args, id)...), "delete")
+	return err
+}
+
+// Pause freezes every process of the container.
+func (r *Runtime) Pause(ctx context.Context, id string) error {
+	_, err := r.run(r.command(ctx, "pause", id), "pause")
+	return err
+}
+
+// Resume thaws the container.
+func (r *Runtime) Resume(ctx context.Context, id string) error {
+	_, err := r.run(r.command(ctx, "resume", id), "resume")
+	return err
+}
+
+// Ps lists the pids of the container's processes.
+func (r *Runtime) Ps(ctx context.Context, id string) ([]int, error) {
+	out, err := r.run(r.command(ctx, "ps", "--format", "json", id), "ps")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	if err := json.Unmarshal(out, &pids); err != nil {
+		return nil, fmt.Errorf("parse %s ps output %q: %w", r.binary(), out, err)
+	}
+	return pids, nil
+}
+
+// Update applies new resource limits to the container.
+func (r *Runtime) Update(ctx context.Context, id string, resources *specs.LinuxResources) error {
+	data, err := json.Marshal(resources)
+	if err != nil {
+		return fmt.Errorf("marshal resources: %w", err)
+	}
+	cmd := r.command(ctx, "update", "--resources", "-", id)
+	cmd.Stdin = bytes.NewReader(data)
+	_, err = r.run(cmd, "update")
+	return err
+}
+
+// CheckpointOpts are the options of `checkpoint`.
+type CheckpointOpts struct {
+	ImagePath, WorkPath                                     string
+	Exit, OpenTCP, ExternalUnixSockets, Terminal, FileLocks bool
+	EmptyNamespaces                                         []string
+}
+
+// Checkpoint dumps the container with criu through the runtime.
+func (r *Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOpts) error {
+	args := []string{"checkpoint", "--image-path", o.ImagePath}
+	if o.WorkPath != "" {
+		args = append(args, "--work-path", o.WorkPath)
+	}
+	if !o.Exit {
+		args = append(args, "--leave-running")
+	}
+	if o.OpenTCP {
+		args = append(args, "--tcp-established")
+	}
+	if o.ExternalUnixSockets {
+		args = append(args, "--ext-unix-sk")
+	}
+	if o.Terminal {
+		args = append(args, "--shell-job")
+	}
+	if o.FileLocks {
+		args = append(args, "--file-locks")
+	}
+	for _, ns := range o.EmptyNamespaces {
+		args = append(args, "--empty-ns", ns)
+	}
+	_, err := r.run(r.command(ctx, append(args, id)...), "checkpoint")
+	return err
+}
+
+// Features returns the runtime's `features` JSON.
+func (r *Runtime) Features(ctx context.Context) ([]byte, error) {
+	return r.run(r.command(ctx, "features"), "features")
+}
+
+// Version returns the first line of the runtime's `--version`.
+func (r *Runtime) Version(ctx context.Context) (string, error) {
+	out, err := r.run(exec.CommandContext(ctx, r.binary(), "--version"), "--version")
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(string(out), "\n")
+	return strings.TrimSpace(line), nil
+}
+
+// ReadPidFile reads the pid the runtime wrote.
+func ReadPidFile(path string) (int, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("read pid file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("read pid file %s: bad pid %q", path, data)
+	}
+	return pid, nil
+}

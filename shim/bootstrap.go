@@ -1,0 +1,59 @@
+package shim
+
+import (
+	"strings"
+
+	bootstrap "github.com/containerd/containerd/api/runtime/bootstrap/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// startInput is what `start` read on stdin.
+type startInput struct {
+	params  *bootstrap.BootstrapParams // containerd 2.3+, else nil
+	options *anypb.Any                 // runtime options, may be nil
+}
+
+// parseStartInput tells the two forms of stdin apart. containerd 2.3+ sends
+// BootstrapParams; older ones send the runtime options Any, or nothing. Both
+// are protobuf, so a BootstrapParams is recognised only if it parses and names
+// the same instance and namespace as the flags.
+func parseStartInput(data []byte, id, namespace string) startInput {
+	if len(data) == 0 {
+		return startInput{}
+	}
+	var params bootstrap.BootstrapParams
+	if err := proto.Unmarshal(data, &params); err == nil && params.InstanceID == id && params.Namespace == namespace {
+		in := startInput{params: &params}
+		for _, ext := range params.Extensions {
+			if ext.GetValue() != nil && isRuntimeOptions(ext.GetValue().GetTypeUrl()) {
+				in.options = ext.GetValue()
+				break
+			}
+		}
+		return in
+	}
+	var opts anypb.Any
+	if err := proto.Unmarshal(data, &opts); err == nil && isRuntimeOptions(opts.GetTypeUrl()) {
+		return startInput{options: &opts}
+	}
+	return startInput{}
+}
+
+func isRuntimeOptions(typeURL string) bool {
+	switch typeName(typeURL) {
+	case "containerd.runc.v1.Options", "runtimeoptions.v1.Options":
+		return true
+	}
+	return false
+}
+
+// typeName is the message name of a type URL ("type.googleapis.com/x.Y" -> "x.Y").
+func typeName(typeURL string) string {
+	return typeURL[strings.LastIndex(typeURL, "/")+1:]
+}
+
+// bootstrapResult is the answer to containerd 2.3+.
+func bootstrapResult(address string) ([]byte, error) {
+	return proto.Marshal(&bootstrap.BootstrapResult{Version: 2, Address: address, Protocol: "ttrpc"})
+}

@@ -1,0 +1,90 @@
+package shim
+
+import (
+	"testing"
+
+	bootstrap "github.com/containerd/containerd/api/runtime/bootstrap/v1"
+	"github.com/containerd/containerd/api/types/runc/options"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+func mustMarshal(t *testing.T, m proto.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestParseStartInput(t *testing.T) {
+	opts, err := anypb.New(&options.Options{BinaryName: "crun", ShimCgroup: "/pods"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacyOpts := &anypb.Any{TypeUrl: "containerd.runc.v1.Options", Value: opts.Value}
+	params := &bootstrap.BootstrapParams{InstanceID: "c1", Namespace: "k8s.io", ContainerdTtrpcAddress: "/run/c.sock.ttrpc"}
+	if err := params.AddExtension(legacyOpts); err != nil {
+		t.Fatal(err)
+	}
+	other := &bootstrap.BootstrapParams{InstanceID: "c2", Namespace: "k8s.io"}
+
+	for _, tc := range []struct {
+		name       string
+		data       []byte
+		wantParams bool
+		wantOpts   string // BinaryName decoded from the options, "" if none
+	}{
+		{"empty (1.6 without options)", nil, false, ""},
+		{"options Any (1.6-2.2)", mustMarshal(t, legacyOpts), false, "crun"},
+		{"bootstrap params (2.3+)", mustMarshal(t, params), true, "crun"},
+		{"bootstrap params for another instance are not ours", mustMarshal(t, other), false, ""},
+		{"garbage", []byte("\xff\xff\xff"), false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := parseStartInput(tc.data, "c1", "k8s.io")
+			if (in.params != nil) != tc.wantParams {
+				t.Fatalf("params recognised = %v, want %v", in.params != nil, tc.wantParams)
+			}
+			got := ""
+			if in.options != nil {
+				var o options.Options
+				if err := proto.Unmarshal(in.options.Value, &o); err != nil {
+					t.Fatal(err)
+				}
+				got = o.BinaryName
+			}
+			if got != tc.wantOpts {
+				t.Fatalf("options binary = %q, want %q", got, tc.wantOpts)
+			}
+		})
+	}
+}
+
+func TestBootstrapResultRoundTrip(t *testing.T) {
+	data, err := bootstrapResult("unix:///run/containerd/s/abc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r bootstrap.BootstrapResult
+	if err := proto.Unmarshal(data, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Version != 2 || r.Address != "unix:///run/containerd/s/abc" || r.Protocol != "ttrpc" {
+		t.Fatalf("result = %v", &r)
+	}
+}
+
+func TestTypeName(t *testing.T) {
+	for in, want := range map[string]string{
+		"containerd.runc.v1.Options":                     "containerd.runc.v1.Options",
+		"type.googleapis.com/containerd.runc.v1.Options": "containerd.runc.v1.Options",
+		"types.containerd.io/runtimeoptions.v1.Options":  "runtimeoptions.v1.Options",
+		"": "",
+	} {
+		if got := typeName(in); got != want {
+			t.Errorf("typeName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,102 @@
+package shim
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"time"
+
+	"github.com/containerd/ttrpc"
+	"golang.org/x/sys/unix"
+)
+
+// serve is the long-lived shim: it serves ttrpc on the socket start handed
+// over as fd 3 until its services ask it to shut down.
+func serve(ctx context.Context, h Handlers, cfg *Config) error {
+	setupLogging(cfg.Debug)
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("become subreaper: %w", err)
+	}
+	signal.Ignore(unix.SIGPIPE)
+
+	f := os.NewFile(3, "shim-socket")
+	l, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("serve: socket on fd 3: %w", err)
+	}
+	sock := os.Getenv(socketEnv)
+	os.Unsetenv(socketEnv)
+	cfg.SocketPath = sock
+
+	srv, err := ttrpc.NewServer(ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()))
+	if err != nil {
+		return fmt.Errorf("new ttrpc server: %w", err)
+	}
+	pub := newPublisher(cfg.TTRPCAddress, cfg.Namespace)
+
+	done := make(chan struct{})
+	var once sync.Once
+	shutdown := func() { once.Do(func() { close(done) }) }
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := h.Register(ctx, cfg, pub, srv, shutdown); err != nil {
+		return fmt.Errorf("register services: %w", err)
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT)
+	go func() {
+		s := <-sigs
+		slog.Info("shutting down on signal", "signal", s)
+		shutdown()
+	}()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ctx, l) }()
+	slog.Debug("serving", "socket", sock)
+
+	select {
+	case <-done:
+	case err := <-serveErr:
+		slog.Error("ttrpc server stopped", "error", err)
+	}
+
+	// Let the reply to Shutdown go out, then stop serving, then deliver every
+	// event still queued.
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := srv.Shutdown(sctx); err != nil {
+		slog.Warn("ttrpc shutdown", "error", err)
+	}
+	scancel()
+	pub.Close(10 * time.Second)
+	if sock != "" {
+		os.Remove(sock)
+		os.Remove(sock + ".lock")
+	}
+	return nil
+}
+
+// setupLogging sends the shim's logs to the bundle's `log` fifo, which
+// containerd reads and copies into its own log.
+func setupLogging(debug bool) {
+	fd, err := unix.Open("log", unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err == nil {
+		// Blocking writes from here on: a slow reader must not lose lines.
+		if flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err == nil {
+			unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags&^unix.O_NONBLOCK)
+		}
+		unix.Dup3(fd, 2, 0)
+		unix.Close(fd)
+	}
+	level := slog.LevelInfo
+	if debug {
+		level = slog.LevelDebug
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("runtime", "io.containerd.pod.v2", "pid", os.Getpid()))
+}

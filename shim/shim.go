@@ -1,0 +1,122 @@
+// Package shim is the process contract with containerd: the start, delete,
+// -info and -v actions, and serving ttrpc with an event publisher. It knows
+// nothing of tasks: it is handed the handlers that do.
+package shim
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+
+	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// Name is the shim's binary name.
+const Name = "containerd-shim-pod-v2"
+
+// Version and Revision are set at build time with -ldflags -X.
+var (
+	Version  = "0.1.0-dev"
+	Revision = ""
+)
+
+// Publisher sends events to containerd.
+type Publisher interface {
+	Publish(topic string, event proto.Message)
+}
+
+// Handlers are what the shim is handed by its caller.
+type Handlers struct {
+	// GroupKey names the pod a container belongs to, from its spec's annotations.
+	GroupKey func(annotations map[string]string, id string) string
+	// Register registers the ttrpc services of a serving shim. shutdown ends
+	// the shim once the services are done.
+	Register func(ctx context.Context, cfg *Config, pub Publisher, srv *ttrpc.Server, shutdown func()) error
+	// Delete cleans up after a dead shim for the bundle in cfg and returns the
+	// DeleteResponse to print.
+	Delete func(ctx context.Context, cfg *Config) (proto.Message, error)
+	// Info returns the RuntimeInfo for -info, for the runtime options given.
+	Info func(ctx context.Context, opts *anypb.Any) (proto.Message, error)
+}
+
+// Run parses the command line and runs the action asked for. It exits the process.
+func Run(h Handlers) {
+	cfg, action, err := parseFlags(os.Args[1:])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", Name, err)
+		os.Exit(2)
+	}
+	if err := run(h, cfg, action); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", Name, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func run(h Handlers, cfg *Config, action string) error {
+	ctx := context.Background()
+	switch {
+	case cfg.version:
+		printVersion(os.Stdout)
+		return nil
+	case cfg.info:
+		return info(ctx, h, os.Stdin, os.Stdout)
+	}
+	switch action {
+	case "start":
+		return start(ctx, h, cfg, os.Stdin, os.Stdout)
+	case "delete":
+		return deleteAction(ctx, h, cfg, os.Stdout)
+	case "":
+		return serve(ctx, h, cfg)
+	default:
+		return fmt.Errorf("unknown action %q (want start, delete or none)", action)
+	}
+}
+
+func printVersion(w io.Writer) {
+	fmt.Fprintf(w, "%s:\n  Version:  %s\n", Name, Version)
+	rev := Revision
+	goVersion := ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		goVersion = bi.GoVersion
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && rev == "" {
+				rev = s.Value
+			}
+		}
+	}
+	if rev != "" {
+		fmt.Fprintf(w, "  Revision: %s\n", rev)
+	}
+	fmt.Fprintf(w, "  Go version: %s\n", goVersion)
+}
+
+// info answers -info: a RuntimeInfo for the options on stdin.
+func info(ctx context.Context, h Handlers, stdin io.Reader, stdout io.Writer) error {
+	data, err := io.ReadAll(stdin)
+	if err != nil {
+		return fmt.Errorf("read options: %w", err)
+	}
+	var opts *anypb.Any
+	if len(data) > 0 {
+		opts = &anypb.Any{}
+		if err := proto.Unmarshal(data, opts); err != nil {
+			return fmt.Errorf("decode runtime options on stdin: %w", err)
+		}
+	}
+	msg, err := h.Info(ctx, opts)
+	if err != nil {
+		return err
+	}
+	out, err := proto.Marshal(msg)
+	if err != nil {
+		return fmt.Errorf("marshal runtime info: %w", err)
+	}
+	_, err = stdout.Write(out)
+	return err
+}

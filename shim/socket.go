@@ -1,0 +1,80 @@
+package shim
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const unixScheme = "unix://"
+
+// SocketPath is the pod's socket: one per (containerd, namespace, pod), so
+// every container of a pod finds the same shim.
+func SocketPath(dir, containerdAddress, namespace, groupKey string) string {
+	sum := sha256.Sum256([]byte(filepath.Join(containerdAddress, namespace, groupKey)))
+	return filepath.Join(dir, hex.EncodeToString(sum[:]))
+}
+
+// socketFromAddress strips the unix:// scheme.
+func socketFromAddress(addr string) string {
+	return strings.TrimPrefix(addr, unixScheme)
+}
+
+// alive tells whether a shim accepts connections on the socket.
+func alive(path string) bool {
+	conn, err := net.DialTimeout("unix", path, 100*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
+}
+
+// listen creates the socket, 0600 in a 0700 directory. A stale socket left
+// by a dead shim is replaced.
+func listen(path string) (*net.UnixListener, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create socket dir %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("chmod socket dir %s: %w", dir, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
+	}
+	// Create the socket with no permission for anyone but its owner from the
+	// start, rather than chmod after bind.
+	old := unix.Umask(0o177)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	unix.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	l.SetUnlinkOnClose(false)
+	return l, nil
+}
+
+// lockSocket serialises concurrent starts of one pod's shim.
+func lockSocket(path string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create socket dir: %w", err)
+	}
+	f, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open start lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("take start lock: %w", err)
+	}
+	return func() { f.Close() }, nil
+}

@@ -1,0 +1,85 @@
+package shim
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestSocketPath(t *testing.T) {
+	a := SocketPath(DefaultSocketDir, "/run/containerd/containerd.sock", "default", "pod-a")
+	b := SocketPath(DefaultSocketDir, "/run/containerd/containerd.sock", "default", "pod-b")
+	c := SocketPath(DefaultSocketDir, "/tmp/other/containerd.sock", "default", "pod-a")
+	d := SocketPath(DefaultSocketDir, "/run/containerd/containerd.sock", "k8s.io", "pod-a")
+	if a == b || a == c || a == d {
+		t.Fatalf("socket paths collide: %s %s %s %s", a, b, c, d)
+	}
+	if a != SocketPath(DefaultSocketDir, "/run/containerd/containerd.sock", "default", "pod-a") {
+		t.Fatal("socket path is not stable")
+	}
+	if !strings.HasPrefix(a, DefaultSocketDir+"/") || len(filepath.Base(a)) != 64 {
+		t.Fatalf("socket path %s: want %s/<64 hex>", a, DefaultSocketDir)
+	}
+	// Unix socket paths must fit in sun_path (108 bytes).
+	if len(a) >= 108 {
+		t.Fatalf("socket path too long: %d", len(a))
+	}
+}
+
+func TestListenPermissionsAndStaleSocket(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "s")
+	path := filepath.Join(dir, "sock")
+	// A stale socket: bound, then its listener gone.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stale, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.SetUnlinkOnClose(false)
+	stale.Close()
+	if alive(path) {
+		t.Fatal("stale socket reported alive")
+	}
+	l, err := listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if !alive(path) {
+		t.Fatal("listening socket reported dead")
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := st.Mode().Perm(); perm != 0o600 {
+		t.Fatalf("socket mode %o, want 600", perm)
+	}
+	dst, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := dst.Mode().Perm(); perm != 0o700 {
+		t.Fatalf("socket dir mode %o, want 700", perm)
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	cfg, action, err := parseFlags([]string{"-namespace", "ns", "-id", "c1", "-address", "/run/c.sock", "-publish-binary", "/usr/bin/containerd", "-debug", "start"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if action != "start" || cfg.Namespace != "ns" || cfg.ID != "c1" || cfg.GRPCAddress != "/run/c.sock" || !cfg.Debug {
+		t.Fatalf("parsed %+v action %q", cfg, action)
+	}
+	if _, _, err := parseFlags([]string{"-id", "c1"}); err == nil {
+		t.Fatal("serving without -namespace accepted")
+	}
+	if _, _, err := parseFlags([]string{"-namespace", "n", "-id", "c1", "start", "extra"}); err == nil {
+		t.Fatal("extra arguments accepted")
+	}
+}

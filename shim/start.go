@@ -1,0 +1,214 @@
+package shim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/containerd/containerd/api/types/runc/options"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// socketEnv tells the serving shim which socket file it owns.
+const socketEnv = "CONTAINERD_SHIM_POD_V2_SOCKET"
+
+// start finds or starts the pod's shim and answers containerd with its address.
+func start(ctx context.Context, h Handlers, cfg *Config, stdin io.Reader, stdout io.Writer) error {
+	var data []byte
+	if stdin != nil {
+		var err error
+		if data, err = io.ReadAll(stdin); err != nil {
+			return fmt.Errorf("read stdin: %w", err)
+		}
+	}
+	in := parseStartInput(data, cfg.ID, cfg.Namespace)
+	if p := in.params; p != nil {
+		if p.SocketDir != nil && *p.SocketDir != "" {
+			cfg.SocketDir = *p.SocketDir
+		}
+		if cfg.TTRPCAddress == "" {
+			cfg.TTRPCAddress = p.ContainerdTtrpcAddress
+		}
+		if cfg.GRPCAddress == "" {
+			cfg.GRPCAddress = p.ContainerdGrpcAddress
+		}
+	}
+	annotations, err := readAnnotations(cfg.Bundle)
+	if err != nil {
+		return err
+	}
+	sock := SocketPath(cfg.SocketDir, cfg.GRPCAddress, cfg.Namespace, h.GroupKey(annotations, cfg.ID))
+	address := unixScheme + sock
+
+	unlock, err := lockSocket(sock)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if !alive(sock) {
+		if err := spawn(cfg, sock, in.options); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(cfg.Bundle, "address"), []byte(address), 0o600); err != nil {
+		return fmt.Errorf("write address file: %w", err)
+	}
+	if in.params != nil {
+		out, err := bootstrapResult(address)
+		if err != nil {
+			return fmt.Errorf("marshal bootstrap result: %w", err)
+		}
+		_, err = stdout.Write(out)
+		return err
+	}
+	_, err = io.WriteString(stdout, address)
+	return err
+}
+
+// readAnnotations reads only the annotations of the bundle's config.json. A
+// bundle without one (a sandbox) has none.
+func readAnnotations(bundle string) (map[string]string, error) {
+	f, err := os.Open(filepath.Join(bundle, "config.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open bundle spec: %w", err)
+	}
+	defer f.Close()
+	var spec struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if err := json.NewDecoder(f).Decode(&spec); err != nil {
+		return nil, fmt.Errorf("read annotations of %s: %w", f.Name(), err)
+	}
+	return spec.Annotations, nil
+}
+
+// spawn starts the serving shim: the listener goes to it as fd 3, in its own
+// process group, with the bundle as working directory and no stdio, so that
+// containerd's pipe on our stdout is not held open.
+func spawn(cfg *Config, sock string, opts *anypb.Any) error {
+	l, err := listen(sock)
+	if err != nil {
+		return err
+	}
+	f, err := l.File()
+	l.Close()
+	if err != nil {
+		os.Remove(sock)
+		return fmt.Errorf("listener file: %w", err)
+	}
+	defer f.Close()
+	self, err := os.Executable()
+	if err != nil {
+		os.Remove(sock)
+		return fmt.Errorf("find own executable: %w", err)
+	}
+	args := []string{"-namespace", cfg.Namespace, "-id", cfg.ID, "-address", cfg.GRPCAddress}
+	if cfg.PublishBinary != "" {
+		args = append(args, "-publish-binary", cfg.PublishBinary)
+	}
+	if cfg.Debug {
+		args = append(args, "-debug")
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Dir = cfg.Bundle
+	cmd.ExtraFiles = []*os.File{f}
+	cmd.Env = append(os.Environ(), socketEnv+"="+sock, "TTRPC_ADDRESS="+cfg.TTRPCAddress)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		os.Remove(sock)
+		return fmt.Errorf("start shim: %w", err)
+	}
+	pid := cmd.Process.Pid
+	if err := placeShim(pid, opts); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		os.Remove(sock)
+		return err
+	}
+	return cmd.Process.Release()
+}
+
+// placeShim moves the new shim into the cgroup the options name and makes it
+// slightly more killable than containerd itself.
+func placeShim(pid int, opts *anypb.Any) error {
+	if opts != nil && typeName(opts.GetTypeUrl()) == "containerd.runc.v1.Options" {
+		var o options.Options
+		if err := proto.Unmarshal(opts.GetValue(), &o); err != nil {
+			return fmt.Errorf("decode runtime options: %w", err)
+		}
+		if o.ShimCgroup != "" {
+			if err := joinCgroup(pid, o.ShimCgroup); err != nil {
+				return fmt.Errorf("move shim to cgroup %s: %w", o.ShimCgroup, err)
+			}
+		}
+	}
+	return adjustOOMScore(pid, os.Getppid())
+}
+
+// adjustOOMScore sets the shim's oom_score_adj to containerd's + 1. It only
+// raises the score: lowering it needs CAP_SYS_RESOURCE, which may be missing.
+func adjustOOMScore(pid, parent int) error {
+	read := func(p int) (int, error) {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/oom_score_adj", p))
+		if err != nil {
+			return 0, err
+		}
+		return strconv.Atoi(strings.TrimSpace(string(data)))
+	}
+	base, err := read(parent)
+	if err != nil {
+		return nil // containerd's score is unknown: leave ours
+	}
+	cur, err := read(pid)
+	if err != nil {
+		return fmt.Errorf("read oom score of shim: %w", err)
+	}
+	want := min(base+1, 1000)
+	if want <= cur {
+		return nil
+	}
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid), []byte(strconv.Itoa(want)), 0); err != nil {
+		return fmt.Errorf("set oom score of shim: %w", err)
+	}
+	return nil
+}
+
+// joinCgroup writes pid into the cgroup at path, on cgroup v2 or in every v1 hierarchy.
+func joinCgroup(pid int, path string) error {
+	const root = "/sys/fs/cgroup"
+	procs := []byte(strconv.Itoa(pid))
+	if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err == nil {
+		return os.WriteFile(filepath.Join(root, filepath.Clean("/"+path), "cgroup.procs"), procs, 0)
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return err
+	}
+	joined := 0
+	for _, e := range entries {
+		target := filepath.Join(root, e.Name(), filepath.Clean("/"+path), "cgroup.procs")
+		if _, err := os.Stat(target); err != nil {
+			continue
+		}
+		if err := os.WriteFile(target, procs, 0); err != nil {
+			return err
+		}
+		joined++
+	}
+	if joined == 0 {
+		return fmt.Errorf("no cgroup hierarchy has %s", path)
+	}
+	return nil
+}

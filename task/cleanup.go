@@ -1,0 +1,66 @@
+package task
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/podv2/containerd-shim-pod-v2/process"
+)
+
+// runtimeFile records, in the bundle, how the container's runtime was run, so
+// that cleanup after a crash runs the same one.
+const runtimeFile = "pod-v2-runtime.json"
+
+type runtimeRecord struct {
+	Binary string `json:"binary,omitempty"`
+	Root   string `json:"root"`
+}
+
+func writeRuntimeRecord(bundle string, rt *process.Runtime) error {
+	data, err := json.Marshal(runtimeRecord{Binary: rt.Binary, Root: rt.Root})
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(bundle, "."+runtimeFile)
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("record runtime: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(bundle, runtimeFile))
+}
+
+// Cleanup is the `delete` action: the shim that served the container is
+// gone, and what it left of the container goes. It is idempotent.
+func Cleanup(ctx context.Context, cfg Config) (*taskapi.DeleteResponse, error) {
+	rec := runtimeRecord{Root: filepath.Join(defaultRuntimeRoot, cfg.Namespace)}
+	if data, err := os.ReadFile(filepath.Join(cfg.Bundle, runtimeFile)); err == nil {
+		if err := json.Unmarshal(data, &rec); err != nil {
+			return nil, fmt.Errorf("read %s: %w", runtimeFile, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read %s: %w", runtimeFile, err)
+	}
+	rt := &process.Runtime{
+		Binary:  rec.Binary,
+		Root:    rec.Root,
+		LogPath: filepath.Join(cfg.Bundle, "log.json"),
+		Reaper:  process.Default(),
+	}
+	if err := rt.Delete(ctx, cfg.ID, true); err != nil && !process.IsNotExist(err) {
+		return nil, fmt.Errorf("delete container %s from the runtime: %w", cfg.ID, err)
+	}
+	if err := unmountRootfs(filepath.Join(cfg.Bundle, "rootfs")); err != nil {
+		return nil, err
+	}
+	return &taskapi.DeleteResponse{
+		ExitedAt:   timestamppb.New(time.Now()),
+		ExitStatus: 128 + 9,
+	}, nil
+}

@@ -1,0 +1,172 @@
+package task
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	pio "github.com/podv2/containerd-shim-pod-v2/io"
+	"github.com/podv2/containerd-shim-pod-v2/pod"
+	"github.com/podv2/containerd-shim-pod-v2/process"
+)
+
+// Create creates a container: its rootfs is mounted, its stdio set up and the
+// runtime's create run. The container's init waits for Start.
+func (s *Service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*taskapi.CreateTaskResponse, error) {
+	c, err := s.create(ctx, r)
+	if err != nil {
+		return nil, toRPC(err)
+	}
+	return &taskapi.CreateTaskResponse{Pid: uint32(c.init.Pid())}, nil
+}
+
+func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *container, retErr error) {
+	if err := pod.ValidateID(r.ID); err != nil {
+		return nil, err
+	}
+	opts, err := decodeOptions(r.Options)
+	if err != nil {
+		return nil, err
+	}
+	bundle, err := filepath.Abs(r.Bundle)
+	if err != nil || r.Bundle == "" {
+		return nil, invalid("bundle path %q of container %s is not valid", r.Bundle, r.ID)
+	}
+	spec, err := readSpec(bundle)
+	if err != nil {
+		return nil, err
+	}
+
+	// Reserve the id before any work, so a concurrent Create of the same id
+	// fails instead of racing.
+	c := &container{id: r.ID, bundle: bundle, execs: make(map[string]*execProc)}
+	s.mu.Lock()
+	if _, ok := s.containers[r.ID]; ok {
+		s.mu.Unlock()
+		return nil, alreadyExists("container %s", r.ID)
+	}
+	s.containers[r.ID] = c
+	s.mu.Unlock()
+	defer func() {
+		if retErr != nil {
+			s.mu.Lock()
+			delete(s.containers, r.ID)
+			s.mu.Unlock()
+		}
+	}()
+
+	c.killAllOnExit = !ownPidNamespace(spec)
+	if len(r.Rootfs) > 0 {
+		target := filepath.Join(bundle, "rootfs")
+		if err := mountRootfs(r.Rootfs, target); err != nil {
+			return nil, fmt.Errorf("mount rootfs of %s: %w", r.ID, err)
+		}
+		c.rootfs = target
+		defer func() {
+			if retErr != nil {
+				unmountRootfs(target)
+			}
+		}()
+	}
+
+	stdio := pio.Config{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
+	ioUID, ioGID := ioOwner(opts.IoUid, opts.IoGid, spec)
+	c.init = process.NewInit(process.InitConfig{
+		ID:     r.ID,
+		Bundle: bundle,
+		Runtime: &process.Runtime{
+			Binary:        opts.BinaryName,
+			Root:          runtimeRoot(opts, s.cfg.Namespace),
+			SystemdCgroup: opts.SystemdCgroup,
+			Debug:         s.cfg.Debug,
+			LogPath:       filepath.Join(bundle, "log.json"),
+			Reaper:        s.reaper,
+		},
+		Stdio:        stdio,
+		IOOptions:    pio.Options{UID: ioUID, GID: ioGID, ContainerID: r.ID, Namespace: s.cfg.Namespace},
+		Starter:      s.starter,
+		NoPivot:      opts.NoPivotRoot,
+		NoNewKeyring: opts.NoNewKeyring,
+		ConsoleDir:   consoleDir,
+	})
+	c.ref = &procRef{c: c}
+	if err := writeRuntimeRecord(bundle, c.init.Runtime()); err != nil {
+		return nil, err
+	}
+
+	s.beginStart()
+	err = c.init.Create(ctx)
+	s.endStart(c.ref, c.init.Pid())
+	if err != nil {
+		s.release(c.ref)
+		s.forget(c)
+		return nil, err
+	}
+	s.pub.Publish(TopicCreate, &eventstypes.TaskCreate{
+		ContainerID: r.ID,
+		Bundle:      bundle,
+		Rootfs:      r.Rootfs,
+		IO:          &eventstypes.TaskIO{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal},
+		Checkpoint:  r.Checkpoint,
+		Pid:         uint32(c.init.Pid()),
+	})
+	s.release(c.ref)
+	return c, nil
+}
+
+// readSpec reads the bundle's OCI spec.
+func readSpec(bundle string) (*specs.Spec, error) {
+	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return nil, invalid("read OCI spec of bundle %s: %v", bundle, err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return nil, invalid("malformed OCI spec %s: %v", filepath.Join(bundle, "config.json"), err)
+	}
+	if spec.Process == nil {
+		return nil, invalid("OCI spec %s has no process", filepath.Join(bundle, "config.json"))
+	}
+	return &spec, nil
+}
+
+// ownPidNamespace tells whether the container gets a pid namespace of its own
+// (then its processes die with init).
+func ownPidNamespace(spec *specs.Spec) bool {
+	if spec.Linux == nil {
+		return false
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.PIDNamespace && ns.Path == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// ioOwner is who owns the container's ends of its stdio pipes: the options'
+// io uid/gid if set, else the host ids the container's user maps to, so that
+// a process in a user namespace can reopen /dev/stdout.
+func ioOwner(uid, gid uint32, spec *specs.Spec) (int, int) {
+	if uid != 0 || gid != 0 {
+		return int(uid), int(gid)
+	}
+	if spec.Linux == nil || len(spec.Linux.UIDMappings) == 0 {
+		return -1, -1
+	}
+	hostID := func(id uint32, maps []specs.LinuxIDMapping) int {
+		for _, m := range maps {
+			if id >= m.ContainerID && id < m.ContainerID+m.Size {
+				return int(m.HostID + id - m.ContainerID)
+			}
+		}
+		return -1
+	}
+	return hostID(spec.Process.User.UID, spec.Linux.UIDMappings), hostID(spec.Process.User.GID, spec.Linux.GIDMappings)
+}

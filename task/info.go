@@ -1,0 +1,36 @@
+package task
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/containerd/containerd/api/types"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/podv2/containerd-shim-pod-v2/process"
+)
+
+// RuntimeName is the runtime type containerd knows the shim by.
+const RuntimeName = "io.containerd.pod.v2"
+
+const featuresTypeURL = "types.containerd.io/opencontainers/runtime-spec/1/features/Features"
+
+// Info answers -info: the shim's name and version and the OCI runtime's
+// features, for the runtime the options name.
+func Info(ctx context.Context, opts *anypb.Any, version, revision string) (*types.RuntimeInfo, error) {
+	o, err := decodeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	rt := &process.Runtime{Binary: o.BinaryName, Reaper: process.Default()}
+	features, err := rt.Features(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("features of the OCI runtime: %w", err)
+	}
+	return &types.RuntimeInfo{
+		Name:     RuntimeName,
+		Version:  &types.RuntimeVersion{Version: version, Revision: revision},
+		Options:  opts,
+		Features: &anypb.Any{TypeUrl: featuresTypeURL, Value: features},
+	}, nil
+}

@@ -1,0 +1,248 @@
+package task
+
+import (
+	"context"
+	"os"
+	"time"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
+	tasktypes "github.com/containerd/containerd/api/types/task"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/podv2/containerd-shim-pod-v2/process"
+)
+
+// Start starts a created container's init, or a created exec.
+func (s *Service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.StartResponse, error) {
+	c, e, err := s.getProcess(r.ID, r.ExecID)
+	if err != nil {
+		return nil, toRPC(err)
+	}
+	if e != nil {
+		if err := s.startExec(ctx, c, e); err != nil {
+			return nil, toRPC(err)
+		}
+		return &taskapi.StartResponse{Pid: uint32(e.Pid())}, nil
+	}
+	s.holdExits(c.ref)
+	if err := c.init.Start(ctx); err != nil {
+		s.release(c.ref)
+		return nil, toRPC(err)
+	}
+	s.pub.Publish(TopicStart, &eventstypes.TaskStart{ContainerID: c.id, Pid: uint32(c.init.Pid())})
+	s.release(c.ref)
+	return &taskapi.StartResponse{Pid: uint32(c.init.Pid())}, nil
+}
+
+// Delete deletes a container (its init must be created or stopped) or an exec.
+func (s *Service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskapi.DeleteResponse, error) {
+	c, e, err := s.getProcess(r.ID, r.ExecID)
+	if err != nil {
+		return nil, toRPC(err)
+	}
+	if e != nil {
+		if err := e.Delete(); err != nil {
+			return nil, toRPC(err)
+		}
+		c.mu.Lock()
+		delete(c.execs, e.ID)
+		c.mu.Unlock()
+		status, at := e.ExitInfo()
+		return &taskapi.DeleteResponse{Pid: uint32(e.Pid()), ExitStatus: uint32(status), ExitedAt: timestamppb.New(at)}, nil
+	}
+	wasCreated := c.init.Status() == process.Created
+	if err := c.init.Delete(ctx); err != nil {
+		return nil, toRPC(err)
+	}
+	if wasCreated {
+		// The runtime killed the never-started init; its exit is published
+		// before the delete.
+		select {
+		case <-c.init.Exited():
+		case <-time.After(2 * time.Second):
+			s.initExited(c, process.Exit{Pid: c.init.Pid(), Status: 128 + int(unix.SIGKILL), Timestamp: time.Now()})
+		}
+	}
+	if c.rootfs != "" {
+		if err := unmountRootfs(c.rootfs); err != nil {
+			return nil, toRPC(err)
+		}
+	}
+	c.init.MarkDeleted()
+	s.forget(c)
+	s.mu.Lock()
+	delete(s.containers, c.id)
+	s.mu.Unlock()
+	status, at := c.init.ExitInfo()
+	s.pub.Publish(TopicDelete, &eventstypes.TaskDelete{
+		ContainerID: c.id,
+		ID:          c.id,
+		Pid:         uint32(c.init.Pid()),
+		ExitStatus:  uint32(status),
+		ExitedAt:    timestamppb.New(at),
+	})
+	return &taskapi.DeleteResponse{Pid: uint32(c.init.Pid()), ExitStatus: uint32(status), ExitedAt: timestamppb.New(at)}, nil
+}
+
+// Kill signals init (with all, every process of the container) or an exec.
+func (s *Service) Kill(ctx context.Context, r *taskapi.KillRequest) (*emptypb.Empty, error) {
+	c, e, err := s.getProcess(r.ID, r.ExecID)
+	if err != nil {
+		return nil, toRPC(err)
+	}
+	if e != nil {
+		err = e.Kill(int(r.Signal))
+	} else {
+		err = c.init.Kill(ctx, int(r.Signal), r.All)
+	}
+	if err != nil {
+		return nil, toRPC(err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// Wait blocks until the process has exited, or the request is cancelled.
+func (s *Service) Wait(ctx context.Context, r *taskapi.WaitRequest) (*taskapi.WaitResponse, error) {
+	c, e, err := s.getProcess(r.ID, r.ExecID)
+	if err != nil {
+		return nil, toRPC(err)
+	}
+	p := &c.init.Process
+	if e != nil {
+		p = &e.Process
+	}
+	select {
+	case <-p.Exited():
+	case <-ctx.Done():
+		return nil, toRPC(ctx.Err())
+	}
+	status, at := p.ExitInfo()
+	return &taskapi.WaitResponse{ExitStatus: uint32(status), ExitedAt: timestamppb.New(at)}, nil
+}
+
+// State reports a process's status and stdio.
+func (s *Service) State(ctx context.Context, r *taskapi.StateRequest) (*taskapi.StateResponse, error) {
+	c, e, err := s.getProcess(r.ID, r.ExecID)
+	if err != nil {
+		return nil, toRPC(err)
+	}
+	p := &c.init.Process
+	if e != nil {
+		p = &e.Process
+	}
+	status, at := p.ExitInfo()
+	resp := &taskapi.StateResponse{
+		ID:         p.ID,
+		Bundle:     c.bundle,
+		Pid:        uint32(p.Pid()),
+		Status:     apiStatus(p.Status()),
+		Stdin:      p.Config.Stdin,
+		Stdout:     p.Config.Stdout,
+		Stderr:     p.Config.Stderr,
+		Terminal:   p.Config.Terminal,
+		ExitStatus: uint32(status),
+		ExecID:     r.ExecID,
+	}
+	if !at.IsZero() {
+		resp.ExitedAt = timestamppb.New(at)
+	}
+	return resp, nil
+}
+
+// Connect reports the shim's pid and the container's init pid.
+func (s *Service) Connect(ctx context.Context, r *taskapi.ConnectRequest) (*taskapi.ConnectResponse, error) {
+	resp := &taskapi.ConnectResponse{ShimPid: uint32(os.Getpid())}
+	if c, err := s.get(r.ID); err == nil {
+		resp.TaskPid = uint32(c.init.Pid())
+	}
+	return resp, nil
+}
+
+// Shutdown ends the shim once the pod has no container left; before that it
+// does nothing, since other containers of the pod are still served.
+func (s *Service) Shutdown(ctx context.Context, r *taskapi.ShutdownRequest) (*emptypb.Empty, error) {
+	s.mu.Lock()
+	n := len(s.containers)
+	s.mu.Unlock()
+	if n == 0 {
+		s.shutdown()
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// Pause freezes a running container.
+func (s *Service) Pause(ctx context.Context, r *taskapi.PauseRequest) (*emptypb.Empty, error) {
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, toRPC(err)
+	}
+	if err := c.init.Pause(ctx); err != nil {
+		return nil, toRPC(err)
+	}
+	s.pub.Publish(TopicPaused, &eventstypes.TaskPaused{ContainerID: c.id})
+	return &emptypb.Empty{}, nil
+}
+
+// Resume thaws a paused container.
+func (s *Service) Resume(ctx context.Context, r *taskapi.ResumeRequest) (*emptypb.Empty, error) {
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, toRPC(err)
+	}
+	if err := c.init.Resume(ctx); err != nil {
+		return nil, toRPC(err)
+	}
+	s.pub.Publish(TopicResumed, &eventstypes.TaskResumed{ContainerID: c.id})
+	return &emptypb.Empty{}, nil
+}
+
+// CloseIO closes a process's stdin.
+func (s *Service) CloseIO(ctx context.Context, r *taskapi.CloseIORequest) (*emptypb.Empty, error) {
+	c, e, err := s.getProcess(r.ID, r.ExecID)
+	if err != nil {
+		return nil, toRPC(err)
+	}
+	p := &c.init.Process
+	if e != nil {
+		p = &e.Process
+	}
+	if r.Stdin {
+		if err := p.CloseStdin(); err != nil {
+			return nil, toRPC(err)
+		}
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// ResizePty resizes a process's terminal.
+func (s *Service) ResizePty(ctx context.Context, r *taskapi.ResizePtyRequest) (*emptypb.Empty, error) {
+	c, e, err := s.getProcess(r.ID, r.ExecID)
+	if err != nil {
+		return nil, toRPC(err)
+	}
+	p := &c.init.Process
+	if e != nil {
+		p = &e.Process
+	}
+	if err := p.Resize(r.Width, r.Height); err != nil {
+		return nil, toRPC(err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func apiStatus(s process.Status) tasktypes.Status {
+	switch s {
+	case process.Created:
+		return tasktypes.Status_CREATED
+	case process.Running:
+		return tasktypes.Status_RUNNING
+	case process.Paused:
+		return tasktypes.Status_PAUSED
+	case process.Stopped, process.Deleted:
+		return tasktypes.Status_STOPPED
+	}
+	return tasktypes.Status_UNKNOWN
+}

@@ -1,0 +1,223 @@
+package task
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/containerd/containerd/api/types"
+	"golang.org/x/sys/unix"
+)
+
+// mountRootfs mounts the snapshotter's mounts at target, in order. What was
+// mounted is undone if one fails.
+func mountRootfs(mounts []*types.Mount, target string) (retErr error) {
+	if err := os.MkdirAll(target, 0o711); err != nil {
+		return fmt.Errorf("create rootfs dir: %w", err)
+	}
+	var done []string
+	defer func() {
+		if retErr != nil {
+			for i := len(done) - 1; i >= 0; i-- {
+				unmountAll(done[i])
+			}
+		}
+	}()
+	for _, m := range mounts {
+		dest := target
+		if m.Target != "" {
+			rel := filepath.Clean("/" + m.Target)
+			dest = filepath.Join(target, rel)
+			if err := os.MkdirAll(dest, 0o755); err != nil {
+				return fmt.Errorf("create mount point %s: %w", dest, err)
+			}
+		}
+		if err := mountOne(m, dest); err != nil {
+			return err
+		}
+		done = append(done, dest)
+	}
+	return nil
+}
+
+var mountFlags = map[string]struct {
+	clear bool
+	flag  uintptr
+}{
+	"async":         {true, unix.MS_SYNCHRONOUS},
+	"atime":         {true, unix.MS_NOATIME},
+	"bind":          {false, unix.MS_BIND},
+	"defaults":      {false, 0},
+	"dev":           {true, unix.MS_NODEV},
+	"diratime":      {true, unix.MS_NODIRATIME},
+	"dirsync":       {false, unix.MS_DIRSYNC},
+	"exec":          {true, unix.MS_NOEXEC},
+	"mand":          {false, unix.MS_MANDLOCK},
+	"noatime":       {false, unix.MS_NOATIME},
+	"nodev":         {false, unix.MS_NODEV},
+	"nodiratime":    {false, unix.MS_NODIRATIME},
+	"noexec":        {false, unix.MS_NOEXEC},
+	"nomand":        {true, unix.MS_MANDLOCK},
+	"norelatime":    {true, unix.MS_RELATIME},
+	"nostrictatime": {true, unix.MS_STRICTATIME},
+	"nosuid":        {false, unix.MS_NOSUID},
+	"rbind":         {false, unix.MS_BIND | unix.MS_REC},
+	"relatime":      {false, unix.MS_RELATIME},
+	"remount":       {false, unix.MS_REMOUNT},
+	"ro":            {false, unix.MS_RDONLY},
+	"rw":            {true, unix.MS_RDONLY},
+	"strictatime":   {false, unix.MS_STRICTATIME},
+	"suid":          {true, unix.MS_NOSUID},
+	"sync":          {false, unix.MS_SYNCHRONOUS},
+}
+
+var propagationFlags = map[string]uintptr{
+	"private":    unix.MS_PRIVATE,
+	"rprivate":   unix.MS_PRIVATE | unix.MS_REC,
+	"shared":     unix.MS_SHARED,
+	"rshared":    unix.MS_SHARED | unix.MS_REC,
+	"slave":      unix.MS_SLAVE,
+	"rslave":     unix.MS_SLAVE | unix.MS_REC,
+	"unbindable": unix.MS_UNBINDABLE,
+}
+
+// parseMountOptions splits options into flags, propagation and the data string.
+func parseMountOptions(options []string) (flags, propagation uintptr, data []string) {
+	for _, o := range options {
+		if f, ok := mountFlags[o]; ok {
+			if f.clear {
+				flags &^= f.flag
+			} else {
+				flags |= f.flag
+			}
+			continue
+		}
+		if p, ok := propagationFlags[o]; ok {
+			propagation |= p
+			continue
+		}
+		data = append(data, o)
+	}
+	return flags, propagation, data
+}
+
+func mountOne(m *types.Mount, dest string) error {
+	flags, propagation, data := parseMountOptions(m.Options)
+	typ := m.Type
+	if flags&unix.MS_BIND != 0 || typ == "bind" {
+		typ = ""
+		flags |= unix.MS_BIND
+	}
+	joined := strings.Join(data, ",")
+	var err error
+	if typ == "overlay" && len(joined) > unix.Getpagesize()-512 {
+		err = mountOverlayRelative(m.Source, dest, flags, data)
+	} else {
+		err = unix.Mount(m.Source, dest, typ, flags, joined)
+	}
+	if err != nil {
+		return fmt.Errorf("mount %s %s on %s (options %q): %w", m.Type, m.Source, dest, strings.Join(m.Options, ","), err)
+	}
+	// A bind mount ignores most flags until remounted with them.
+	const remountable = unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	if flags&unix.MS_BIND != 0 && flags&remountable != 0 {
+		if err := unix.Mount("", dest, "", flags|unix.MS_REMOUNT, ""); err != nil {
+			unmountAll(dest)
+			return fmt.Errorf("remount %s with %q: %w", dest, strings.Join(m.Options, ","), err)
+		}
+	}
+	if propagation != 0 {
+		if err := unix.Mount("", dest, "", propagation, ""); err != nil {
+			unmountAll(dest)
+			return fmt.Errorf("set propagation of %s: %w", dest, err)
+		}
+	}
+	return nil
+}
+
+// mountOverlayRelative mounts an overlay whose options would not fit in a
+// page: the layer paths are made relative to their common parent, and the
+// mount is done from there, in a thread of its own whose working directory is
+// not shared with the rest of the shim (unshare CLONE_FS). The thread is not
+// returned to the Go scheduler afterwards.
+func mountOverlayRelative(source, dest string, flags uintptr, data []string) error {
+	dir := commonLayerDir(data)
+	if dir == "" || dir == "/" {
+		return fmt.Errorf("overlay options too long (%d bytes) and layers share no parent", len(strings.Join(data, ",")))
+	}
+	rel := make([]string, len(data))
+	for i, o := range data {
+		key, value, ok := strings.Cut(o, "=")
+		if !ok || !isLayerOption(key) {
+			rel[i] = o
+			continue
+		}
+		parts := strings.Split(value, ":")
+		for j, p := range parts {
+			if r, err := filepath.Rel(dir, p); err == nil {
+				parts[j] = r
+			}
+		}
+		rel[i] = key + "=" + strings.Join(parts, ":")
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with its private cwd
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			errc <- fmt.Errorf("unshare fs: %w", err)
+			return
+		}
+		if err := unix.Chdir(dir); err != nil {
+			errc <- fmt.Errorf("chdir %s: %w", dir, err)
+			return
+		}
+		errc <- unix.Mount(source, dest, "overlay", flags, strings.Join(rel, ","))
+	}()
+	return <-errc
+}
+
+func isLayerOption(key string) bool {
+	return key == "lowerdir" || key == "upperdir" || key == "workdir"
+}
+
+// commonLayerDir is the deepest directory holding every layer path.
+func commonLayerDir(data []string) string {
+	var paths []string
+	for _, o := range data {
+		key, value, ok := strings.Cut(o, "=")
+		if ok && isLayerOption(key) {
+			paths = append(paths, strings.Split(value, ":")...)
+		}
+	}
+	if len(paths) == 0 {
+		return ""
+	}
+	common := filepath.Dir(paths[0])
+	for _, p := range paths[1:] {
+		for common != "/" && !strings.HasPrefix(p, common+"/") {
+			common = filepath.Dir(common)
+		}
+	}
+	return common
+}
+
+// unmountRootfs undoes mountRootfs: every mount stacked on target goes.
+func unmountRootfs(target string) error {
+	return unmountAll(target)
+}
+
+func unmountAll(target string) error {
+	for i := 0; i < 64; i++ {
+		err := unix.Unmount(target, unix.MNT_DETACH)
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("unmount %s: %w", target, err)
+		}
+	}
+	return fmt.Errorf("unmount %s: still mounted after 64 unmounts", target)
+}
