@@ -174,16 +174,24 @@ func (r *Runtime) lastLogError(offset int64) string {
 	return last
 }
 
-func setStdio(cmd *exec.Cmd, s Stdio) {
-	if s.Stdin != nil {
-		cmd.Stdin = s.Stdin
+// setStdio gives the runtime the process's stdio, and /dev/null for what the
+// process has none of: the process inherits the runtime's stdio, so a pipe
+// the shim reads the runtime's output from must never reach it (it would stay
+// open as long as the container). The runtime's own words go to its log.
+// The caller closes the returned file once the command has run.
+func setStdio(cmd *exec.Cmd, s Stdio) (*os.File, error) {
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", os.DevNull, err)
 	}
-	if s.Stdout != nil {
-		cmd.Stdout = s.Stdout
+	pick := func(f *os.File) *os.File {
+		if f != nil {
+			return f
+		}
+		return null
 	}
-	if s.Stderr != nil {
-		cmd.Stderr = s.Stderr
-	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = pick(s.Stdin), pick(s.Stdout), pick(s.Stderr)
+	return null, nil
 }
 
 // Create runs `create`: the container's init is set up and waits for Start.
@@ -205,9 +213,13 @@ func (r *Runtime) Create(ctx context.Context, id string, o CreateOpts) error {
 		args = append(args, "--preserve-fds", strconv.Itoa(n))
 	}
 	cmd := r.command(ctx, append(args, id)...)
-	setStdio(cmd, o.Stdio)
+	null, err := setStdio(cmd, o.Stdio)
+	if err != nil {
+		return err
+	}
+	defer null.Close()
 	cmd.ExtraFiles = o.ExtraFiles
-	_, err := r.run(cmd, "create")
+	_, err = r.run(cmd, "create")
 	return err
 }
 
@@ -239,7 +251,11 @@ func (r *Runtime) Exec(ctx context.Context, id string, spec *specs.Process, dir 
 		args = append(args, "--console-socket", o.ConsoleSocket)
 	}
 	cmd := r.command(ctx, append(args, id)...)
-	setStdio(cmd, o.Stdio)
+	null, err := setStdio(cmd, o.Stdio)
+	if err != nil {
+		return err
+	}
+	defer null.Close()
 	_, err = r.run(cmd, "exec")
 	return err
 }
