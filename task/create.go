@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -108,6 +109,7 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		s.forget(c)
 		return nil, err
 	}
+	s.watchCgroup(c)
 	s.pub.Publish(TopicCreate, &eventstypes.TaskCreate{
 		ContainerID: r.ID,
 		Bundle:      bundle,
@@ -169,4 +171,22 @@ func ioOwner(uid, gid uint32, spec *specs.Spec) (int, int) {
 		return -1
 	}
 	return hostID(spec.Process.User.UID, spec.Linux.UIDMappings), hostID(spec.Process.User.GID, spec.Linux.GIDMappings)
+}
+
+// watchCgroup finds the container's cgroup and watches it for OOM kills,
+// from before the container runs so that none is missed.
+func (s *Service) watchCgroup(c *container) {
+	cg, err := process.LoadCgroup(c.init.Pid())
+	if err != nil {
+		slog.Warn("no cgroup for container: no stats or OOM events", "id", c.id, "error", err)
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	id := c.id
+	if err := cg.WatchOOM(ctx, func() {
+		s.pub.Publish(TopicOOM, &eventstypes.TaskOOM{ContainerID: id})
+	}); err != nil {
+		slog.Warn("cannot watch container for OOM kills", "id", id, "error", err)
+	}
+	c.cgroup, c.stopOOM = cg, cancel
 }

@@ -6,8 +6,11 @@ import (
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
+	"github.com/containerd/containerd/api/types/runc/options"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	pio "github.com/podv2/containerd-shim-pod-v2/io"
@@ -106,4 +109,13 @@ func (s *Service) Pids(ctx context.Context, r *taskapi.PidsRequest) (*taskapi.Pi
 		resp.Processes = append(resp.Processes, info)
 	}
 	return resp, nil
+}
+
+// processDetails tells containerd which exec a pid belongs to.
+func processDetails(execID string) *anypb.Any {
+	value, err := proto.Marshal(&options.ProcessDetails{ExecID: execID})
+	if err != nil {
+		return nil
+	}
+	return &anypb.Any{TypeUrl: string(proto.MessageName(&options.ProcessDetails{})), Value: value}
 }

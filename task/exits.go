@@ -128,6 +128,10 @@ func (s *Service) exited(ref *procRef, e process.Exit) {
 }
 
 func (s *Service) initExited(c *container, e process.Exit) {
+	if c.cgroup != nil {
+		// An OOM kill is published before the exit it caused.
+		c.cgroup.FlushOOM()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.init.SetExited(e.Status, e.Timestamp) {

@@ -72,6 +72,9 @@ func (s *Service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskap
 		}
 	}
 	c.init.MarkDeleted()
+	if c.stopOOM != nil {
+		c.stopOOM()
+	}
 	s.forget(c)
 	s.mu.Lock()
 	delete(s.containers, c.id)

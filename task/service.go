@@ -82,6 +82,10 @@ type container struct {
 	init   *process.Init
 	ref    *procRef
 	rootfs string // where the rootfs mounts are, "" if the shim mounted none
+	// cgroup is the container's cgroup, nil if it could not be found; its
+	// OOM watch ends with stopOOM.
+	cgroup  *process.Cgroup
+	stopOOM context.CancelFunc
 	// killAllOnExit: the container has no pid namespace of its own, so its
 	// other processes do not die with init.
 	killAllOnExit bool

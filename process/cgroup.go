@@ -1,0 +1,374 @@
+package process
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Cgroup is a container's cgroup, found from a pid of the container (its
+// init). On cgroup v1 it is one directory per controller, on v2 one unified
+// directory. The directories are resolved once, by LoadCgroup, so Metrics
+// and WatchOOM keep working after the pid is gone, for as long as the
+// cgroup exists.
+//
+// This file, cgroup_v1.go, cgroup_v2.go and oom.go read the cgroup files
+// themselves: github.com/containerd/cgroups/v3 would pull cilium/ebpf, godbus
+// and go-systemd into the shim; only its protobuf message packages are used.
+type Cgroup struct {
+	pid     int
+	version int
+	unified string            // v2: the cgroup's directory
+	dirs    map[string]string // v1: controller -> the cgroup's directory in its hierarchy
+
+	mu  sync.Mutex // guards oom
+	oom oomWatch   // the running WatchOOM, nil when none
+}
+
+// cgroupRoot is where the cgroup hierarchies are mounted. The machine is v2
+// (unified) only if cgroup2 is mounted right here: on a hybrid machine (v1
+// controllers, cgroup2 at cgroupRoot/unified) runc puts containers in the v1
+// controllers, so their cgroups are v1.
+const cgroupRoot = "/sys/fs/cgroup"
+
+// v1Controllers are the v1 controllers the shim reads.
+var v1Controllers = []string{"memory", "cpu", "cpuacct", "pids", "blkio", "hugetlb"}
+
+// LoadCgroup finds the cgroup of pid from /proc/<pid>/cgroup, and where its
+// hierarchies are mounted from /proc/self/mountinfo.
+func LoadCgroup(pid int) (*Cgroup, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(cgroupRoot, &st); err != nil {
+		return nil, fmt.Errorf("statfs %s: %w", cgroupRoot, err)
+	}
+	v2 := st.Type == unix.CGROUP2_SUPER_MAGIC
+
+	procPath := fmt.Sprintf("/proc/%d/cgroup", pid)
+	procData, err := os.ReadFile(procPath)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", procPath, err)
+	}
+	mountData, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("read /proc/self/mountinfo: %w", err)
+	}
+	return loadCgroup(pid, string(procData), string(mountData), v2)
+}
+
+// loadCgroup resolves pid's cgroup from the text of /proc/<pid>/cgroup and
+// of /proc/self/mountinfo.
+func loadCgroup(pid int, procCgroup, mountinfo string, v2 bool) (*Cgroup, error) {
+	paths, err := parseProcCgroup(procCgroup)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup of pid %d: %w", pid, err)
+	}
+	mounts, err := parseCgroupMounts(mountinfo)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cgroup{pid: pid, version: 1}
+	if v2 {
+		c.version = 2
+		p, ok := paths[""]
+		if !ok {
+			return nil, fmt.Errorf("cgroup of pid %d: no cgroup v2 entry in /proc/%d/cgroup", pid, pid)
+		}
+		var mount *cgroupMount
+		for i := range mounts {
+			m := &mounts[i]
+			if m.v2 && (mount == nil || m.point == cgroupRoot) {
+				mount = m
+			}
+		}
+		if mount == nil {
+			return nil, fmt.Errorf("cgroup of pid %d: cgroup2 is not mounted", pid)
+		}
+		c.unified = mount.join(p)
+		return c, nil
+	}
+	c.dirs = make(map[string]string)
+	for _, ctrl := range v1Controllers {
+		p, ok := paths[ctrl]
+		if !ok {
+			continue
+		}
+		for _, m := range mounts {
+			if !m.v2 && m.has(ctrl) {
+				c.dirs[ctrl] = m.join(p)
+				break
+			}
+		}
+	}
+	if len(c.dirs) == 0 {
+		return nil, fmt.Errorf("cgroup of pid %d: none of the controllers %v is mounted", pid, v1Controllers)
+	}
+	return c, nil
+}
+
+// Version is 1 or 2.
+func (c *Cgroup) Version() int { return c.version }
+
+// Metrics reads the cgroup's statistics: a *v1stats.Metrics
+// (io.containerd.cgroups.v1.Metrics) or a *v2stats.Metrics
+// (io.containerd.cgroups.v2.Metrics). What the kernel does not offer (a
+// controller not mounted or not enabled, a file it does not have) is left
+// empty. It fails, with fs.ErrNotExist, once the cgroup is removed.
+func (c *Cgroup) Metrics() (proto.Message, error) {
+	if c.version == 2 {
+		if !cgroupPathExists(c.unified) {
+			return nil, fmt.Errorf("cgroup %s: %w", c.unified, fs.ErrNotExist)
+		}
+		return c.metricsV2()
+	}
+	found := false
+	for _, dir := range c.dirs {
+		found = found || cgroupPathExists(dir)
+	}
+	if !found {
+		return nil, fmt.Errorf("cgroup of pid %d: %w", c.pid, fs.ErrNotExist)
+	}
+	return c.metricsV1()
+}
+
+// parseProcCgroup parses /proc/<pid>/cgroup: "hierarchy-id:controllers:path"
+// lines. It maps each v1 controller (and "name=..." hierarchy) to its path,
+// and "" to the v2 path.
+func parseProcCgroup(data string) (map[string]string, error) {
+	paths := make(map[string]string)
+	for line := range strings.Lines(data) {
+		line = strings.TrimSuffix(line, "\n")
+		if line == "" {
+			continue
+		}
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 || !strings.HasPrefix(parts[2], "/") {
+			return nil, fmt.Errorf("parse cgroup line %q: want hierarchy-id:controllers:path", line)
+		}
+		if parts[0] == "0" && parts[1] == "" {
+			paths[""] = parts[2]
+			continue
+		}
+		for _, ctrl := range strings.Split(parts[1], ",") {
+			if ctrl != "" {
+				paths[ctrl] = parts[2]
+			}
+		}
+	}
+	return paths, nil
+}
+
+// cgroupMount is a cgroup or cgroup2 mount from mountinfo.
+type cgroupMount struct {
+	root  string   // the cgroup path mounted (field 4), "/" unless bind-mounted or namespaced
+	point string   // where it is mounted
+	v2    bool     // cgroup2
+	opts  []string // super options: for v1, the controllers among them
+}
+
+func (m *cgroupMount) has(ctrl string) bool {
+	for _, o := range m.opts {
+		if o == ctrl {
+			return true
+		}
+	}
+	return false
+}
+
+// join gives the directory of the cgroup path p under this mount.
+func (m *cgroupMount) join(p string) string {
+	if m.root != "/" {
+		if rel, ok := strings.CutPrefix(p, m.root); ok && (rel == "" || rel[0] == '/') {
+			p = rel
+		}
+	}
+	return filepath.Join(m.point, p)
+}
+
+// parseCgroupMounts returns the cgroup and cgroup2 mounts of a mountinfo text:
+// "id parent maj:min root point options [optional...] - fstype source superoptions".
+func parseCgroupMounts(data string) ([]cgroupMount, error) {
+	var mounts []cgroupMount
+	for line := range strings.Lines(data) {
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		sep := -1
+		for i := 6; i < len(fields); i++ {
+			if fields[i] == "-" {
+				sep = i
+				break
+			}
+		}
+		if len(fields) < 5 || sep < 0 || sep+3 >= len(fields) {
+			return nil, fmt.Errorf("parse mountinfo line %q: too few fields", strings.TrimSpace(line))
+		}
+		fstype := fields[sep+1]
+		if fstype != "cgroup" && fstype != "cgroup2" {
+			continue
+		}
+		mounts = append(mounts, cgroupMount{
+			root:  unescapeMountPath(fields[3]),
+			point: unescapeMountPath(fields[4]),
+			v2:    fstype == "cgroup2",
+			opts:  strings.Split(fields[sep+3], ","),
+		})
+	}
+	return mounts, nil
+}
+
+// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space...).
+func unescapeMountPath(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// Helpers for reading cgroup files.
+
+func cgroupPathExists(path string) bool {
+	_, err := os.Lstat(path)
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
+// missing: the file is not there (no such controller or kernel feature), or
+// the cgroup went away while being read (ENODEV from an open kernfs file).
+func cgroupFileMissing(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENODEV)
+}
+
+// readFile reads a cgroup file.
+func readCgroupFile(dir, name string) (string, error) {
+	path := filepath.Join(dir, name)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	return string(data), nil
+}
+
+// readUint reads a file holding one number; "max" reads as ifMax.
+func readCgroupUint(dir, name string, ifMax uint64) (uint64, error) {
+	s, err := readCgroupFile(dir, name)
+	if err != nil {
+		return 0, err
+	}
+	return parseCgroupUint(filepath.Join(dir, name), strings.TrimSpace(s), ifMax)
+}
+
+func parseCgroupUint(what, s string, ifMax uint64) (uint64, error) {
+	if s == "max" {
+		return ifMax, nil
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		// v1 reports -1 as "no limit" in a few files.
+		if i, ierr := strconv.ParseInt(s, 10, 64); ierr == nil && i < 0 {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("parse %s: %w", what, err)
+	}
+	return n, nil
+}
+
+// eachKV calls fn for each "key value" line of a flat keyed file
+// (memory.stat, cpu.stat, memory.events...). Lines that are not a key and a
+// number are skipped.
+func eachStat(data string, fn func(key string, value uint64)) {
+	for line := range strings.Lines(data) {
+		key, value, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimSpace(value), 10, 64)
+		if err != nil {
+			continue
+		}
+		fn(key, n)
+	}
+}
+
+// kvValue returns the value of key in a flat keyed file.
+func statValue(data, key string) (uint64, bool) {
+	var v uint64
+	found := false
+	eachStat(data, func(k string, n uint64) {
+		if k == key {
+			v, found = n, true
+		}
+	})
+	return v, found
+}
+
+// setStatFields copies a flat keyed file into the scalar uint64 fields of m
+// whose proto names are the keys (after rename). Keys with no such field
+// are ignored, so new kernel keys are harmless.
+func setStatFields(m proto.Message, data string, rename func(string) string) {
+	msg := m.ProtoReflect()
+	fields := msg.Descriptor().Fields()
+	eachStat(data, func(key string, value uint64) {
+		if rename != nil {
+			key = rename(key)
+		}
+		fd := fields.ByName(protoreflect.Name(key))
+		if fd != nil && fd.Kind() == protoreflect.Uint64Kind && fd.Cardinality() != protoreflect.Repeated {
+			msg.Set(fd, protoreflect.ValueOfUint64(value))
+		}
+	})
+}
+
+// hugePageSizes are the huge page sizes of the machine as cgroup file names
+// spell them ("2MB", "1GB"), from /sys/kernel/mm/hugepages.
+var hugePageSizes = sync.OnceValue(func() []string {
+	entries, err := os.ReadDir("/sys/kernel/mm/hugepages")
+	if err != nil {
+		return nil
+	}
+	var sizes []string
+	for _, e := range entries {
+		kb, ok := strings.CutPrefix(e.Name(), "hugepages-")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimSuffix(kb, "kB"), 10, 64)
+		if err != nil {
+			continue
+		}
+		sizes = append(sizes, hugePageName(n<<10))
+	}
+	return sizes
+})
+
+// hugePageName spells a page size the way the hugetlb controller names its
+// files (the kernel's mem_fmt).
+func hugePageName(size uint64) string {
+	switch {
+	case size >= 1<<30:
+		return fmt.Sprintf("%dGB", size>>30)
+	case size >= 1<<20:
+		return fmt.Sprintf("%dMB", size>>20)
+	default:
+		return fmt.Sprintf("%dKB", size>>10)
+	}
+}

@@ -1,0 +1,30 @@
+package task
+
+import (
+	"context"
+
+	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// Stats returns the container's cgroup metrics: io.containerd.cgroups.v1.Metrics
+// or io.containerd.cgroups.v2.Metrics, as the machine's cgroups are.
+func (s *Service) Stats(ctx context.Context, r *taskapi.StatsRequest) (*taskapi.StatsResponse, error) {
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, toRPC(err)
+	}
+	if c.cgroup == nil {
+		return nil, toRPC(precondition("no stats for container %s: its cgroup was not found", c.id))
+	}
+	m, err := c.cgroup.Metrics()
+	if err != nil {
+		return nil, toRPC(precondition("stats of container %s: %v", c.id, err))
+	}
+	value, err := proto.Marshal(m)
+	if err != nil {
+		return nil, toRPC(err)
+	}
+	return &taskapi.StatsResponse{Stats: &anypb.Any{TypeUrl: string(proto.MessageName(m)), Value: value}}, nil
+}
