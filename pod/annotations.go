@@ -1,6 +1,16 @@
 // Package pod is the pod: which containers belong together, the namespaces
 // they share, how each container's spec is made to join them, and the pod's
-// state on disk.
+// state on disk. It knows nothing of ttrpc or of the task API.
+//
+// Annotations read from a container's spec (the prefix of this runtime is
+// io.containerd.pod.v2.):
+//
+//	io.kubernetes.cri.sandbox-id  the pod of the container (set by containerd's CRI)
+//	io.containerd.pod.v2.pod      the pod of the container, for ctr and nerdctl users
+//	io.containerd.runc.v2.group   the pod of the container, as the reference shim groups
+//
+// The first one found names the pod; a container with none is a pod of its
+// own. The pod's namespaces come from its first container's spec (see Decide).
 package pod
 
 import (
@@ -26,7 +36,25 @@ var (
 	ErrInvalidID = errors.New("invalid id")
 	// ErrConflict: a container's spec disagrees with its pod.
 	ErrConflict = errors.New("conflicts with its pod")
+	// ErrInvalidSpec: a spec whose namespaces no pod can be made of (a user
+	// namespace without mappings, a network namespace the pod's user
+	// namespace cannot join).
+	ErrInvalidSpec = errors.New("invalid spec")
 )
+
+// kindError is an error of one of the kinds above, with a message of its own:
+// errors.Is finds the kind, the message does not repeat it.
+type kindError struct {
+	kind error
+	msg  string
+}
+
+func (e *kindError) Error() string { return e.msg }
+func (e *kindError) Unwrap() error { return e.kind }
+
+func kindf(kind error, format string, args ...any) error {
+	return &kindError{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
 
 // GroupKey names the pod of a container from its spec's annotations; a
 // container with none of them is a pod of its own.
@@ -39,21 +67,25 @@ func GroupKey(annotations map[string]string, taskID string) string {
 	return taskID
 }
 
-// idPattern is containerd's own rule for identifiers: alphanumerics separated
-// by single '.', '_' or '-'. It leaves no room for '/', '..' or NUL.
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$`)
+// idRule is containerd's own rule for identifiers: alphanumerics separated by
+// single '.', '_' or '-'. It leaves no room for '/', '\', '..' or NUL.
+const idRule = `^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$`
 
+var idPattern = regexp.MustCompile(idRule)
+
+// maxIDLength is containerd's limit on identifiers.
 const maxIDLength = 76
 
-// ValidateID checks a container or exec id before it is used in a path.
+// ValidateID checks a container or exec id (or a pod key) before it is used
+// in a path. Errors wrap ErrInvalidID.
 func ValidateID(id string) error {
 	switch {
 	case id == "":
-		return fmt.Errorf("%w: empty", ErrInvalidID)
+		return kindf(ErrInvalidID, "invalid id %q: empty", id)
 	case len(id) > maxIDLength:
-		return fmt.Errorf("%w %q: longer than %d characters", ErrInvalidID, id, maxIDLength)
+		return kindf(ErrInvalidID, "invalid id %q: longer than %d characters", id, maxIDLength)
 	case !idPattern.MatchString(id):
-		return fmt.Errorf("%w %q: must be letters and digits separated by single '.', '_' or '-' (no '/', no '..')", ErrInvalidID, id)
+		return kindf(ErrInvalidID, "invalid id %q: must match %s", id, idRule)
 	}
 	return nil
 }

@@ -26,10 +26,15 @@ type Exit struct {
 // so that their status goes back to whoever waits for them, never lost to the
 // loop. Everything else goes to the subscribers, in the order it was reaped.
 type Reaper struct {
-	// mu guards started and subs. Start holds it across fork, so the loop
-	// cannot dispatch a command's exit before its pid is registered.
-	mu      sync.Mutex
+	// mu guards started, waiting and subs. Start holds it across fork, so
+	// the loop cannot dispatch a command's exit before its pid is registered.
+	mu sync.Mutex
+	// started routes a running command's exit by pid; the entry goes when
+	// the command is reaped (its pid may then be reused).
 	started map[int]chan Exit
+	// waiting keeps the same channel by command until Wait takes it, which
+	// may be after the exit.
+	waiting map[*exec.Cmd]chan Exit
 	subs    []*Subscription
 }
 
@@ -38,7 +43,7 @@ type Reaper struct {
 var Default = sync.OnceValue(newReaper)
 
 func newReaper() *Reaper {
-	r := &Reaper{started: make(map[int]chan Exit)}
+	r := &Reaper{started: make(map[int]chan Exit), waiting: make(map[*exec.Cmd]chan Exit)}
 	sigs := make(chan os.Signal, 32)
 	signal.Notify(sigs, unix.SIGCHLD)
 	go func() {
@@ -96,7 +101,9 @@ func (r *Reaper) Start(cmd *exec.Cmd) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	r.started[cmd.Process.Pid] = make(chan Exit, 1)
+	ch := make(chan Exit, 1)
+	r.started[cmd.Process.Pid] = ch
+	r.waiting[cmd] = ch
 	return nil
 }
 
@@ -104,7 +111,8 @@ func (r *Reaper) Start(cmd *exec.Cmd) error {
 // It also finishes the command's own I/O goroutines.
 func (r *Reaper) Wait(cmd *exec.Cmd) (int, error) {
 	r.mu.Lock()
-	ch, ok := r.started[cmd.Process.Pid]
+	ch, ok := r.waiting[cmd]
+	delete(r.waiting, cmd)
 	r.mu.Unlock()
 	if !ok {
 		return -1, fmt.Errorf("wait for pid %d: not started through the reaper", cmd.Process.Pid)

@@ -129,3 +129,18 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return string(b.buf)
 }
+
+// A command that exits before anyone waits for it still has its status kept
+// for Wait.
+func TestReaperWaitAfterExit(t *testing.T) {
+	r := Default()
+	cmd := exec.Command("sh", "-c", "exit 4")
+	if err := r.Start(cmd); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	status, err := r.Wait(cmd)
+	if err != nil || status != 4 {
+		t.Fatalf("status %d err %v, want 4", status, err)
+	}
+}

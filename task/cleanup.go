@@ -12,6 +12,7 @@ import (
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/podv2/containerd-shim-pod-v2/pod"
 	"github.com/podv2/containerd-shim-pod-v2/process"
 )
 
@@ -58,6 +59,16 @@ func Cleanup(ctx context.Context, cfg Config) (*taskapi.DeleteResponse, error) {
 	}
 	if err := unmountRootfs(filepath.Join(cfg.Bundle, "rootfs")); err != nil {
 		return nil, err
+	}
+	// With the shim gone, its pod's pins are released with the last container.
+	if !cfg.ShimAlive && cfg.PodKey != "" {
+		dir, err := podDir(cfg)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := pod.Forget(dir, cfg.ID); err != nil {
+			return nil, fmt.Errorf("forget container %s in its pod: %w", cfg.ID, err)
+		}
 	}
 	return &taskapi.DeleteResponse{
 		ExitedAt:   timestamppb.New(time.Now()),

@@ -62,6 +62,27 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		}
 	}()
 
+	// The pod's namespaces: decided by its first container, joined by every
+	// one. The spec runc reads is the rewritten one.
+	p, err := s.podOf(pod.GroupKey(spec.Annotations, r.ID))
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Join(r.ID, spec); err != nil {
+		return nil, err
+	}
+	c.pod = p
+	defer func() {
+		if retErr != nil {
+			if _, err := p.Leave(r.ID); err != nil {
+				slog.Error("leave pod after failed create", "id", r.ID, "error", err)
+			}
+		}
+	}()
+	if err := writeSpec(bundle, spec); err != nil {
+		return nil, err
+	}
+
 	c.killAllOnExit = !ownPidNamespace(spec)
 	if len(r.Rootfs) > 0 {
 		target := filepath.Join(bundle, "rootfs")
@@ -136,6 +157,23 @@ func readSpec(bundle string) (*specs.Spec, error) {
 		return nil, invalid("OCI spec %s has no process", filepath.Join(bundle, "config.json"))
 	}
 	return &spec, nil
+}
+
+// writeSpec replaces the bundle's spec, atomically.
+func writeSpec(bundle string, spec *specs.Spec) error {
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return fmt.Errorf("marshal rewritten spec: %w", err)
+	}
+	tmp := filepath.Join(bundle, ".config.json.pod-v2")
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("write rewritten spec: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(bundle, "config.json")); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write rewritten spec: %w", err)
+	}
+	return nil
 }
 
 // ownPidNamespace tells whether the container gets a pid namespace of its own

@@ -6,6 +6,7 @@ import (
 	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -56,5 +57,29 @@ func TestDecodeOptions(t *testing.T) {
 	_, err = decodeOptions(&anypb.Any{TypeUrl: "example.com/Other", Value: []byte{1}})
 	if !errdefs.IsInvalidArgument(err) {
 		t.Fatalf("unknown options type: %v, want InvalidArgument", err)
+	}
+}
+
+func TestDecodeLegacyCreateOptions(t *testing.T) {
+	var b []byte
+	b = protowire.AppendTag(b, 1, protowire.VarintType)
+	b = protowire.AppendVarint(b, 1)
+	b = protowire.AppendTag(b, 6, protowire.BytesType) // empty_namespaces: skipped
+	b = protowire.AppendString(b, "network")
+	b = protowire.AppendTag(b, 9, protowire.BytesType)
+	b = protowire.AppendString(b, "/shims")
+	b = protowire.AppendTag(b, 10, protowire.VarintType)
+	b = protowire.AppendVarint(b, 100000)
+	b = protowire.AppendTag(b, 11, protowire.VarintType)
+	b = protowire.AppendVarint(b, 100001)
+	o, err := decodeOptions(&anypb.Any{TypeUrl: "containerd.linux.runc.CreateOptions", Value: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.NoPivotRoot || o.ShimCgroup != "/shims" || o.IoUid != 100000 || o.IoGid != 100001 {
+		t.Fatalf("decoded %v", o)
+	}
+	if _, err := decodeOptions(&anypb.Any{TypeUrl: "containerd.linux.runc.CreateOptions", Value: []byte{0x08}}); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("truncated options: %v, want InvalidArgument", err)
 	}
 }

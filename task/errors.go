@@ -37,7 +37,7 @@ func toRPC(err error) error {
 		kind = errdefs.ErrNotFound
 	case errors.Is(err, process.ErrWrongState), errors.Is(err, process.ErrRuntimeMissing):
 		kind = errdefs.ErrFailedPrecondition
-	case errors.Is(err, pod.ErrInvalidID), errors.Is(err, pod.ErrConflict):
+	case errors.Is(err, pod.ErrInvalidID), errors.Is(err, pod.ErrConflict), errors.Is(err, pod.ErrInvalidSpec):
 		kind = errdefs.ErrInvalidArgument
 	}
 	if kind != nil {

@@ -2,6 +2,7 @@ package task
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"time"
 
@@ -74,6 +75,11 @@ func (s *Service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskap
 	c.init.MarkDeleted()
 	if c.stopOOM != nil {
 		c.stopOOM()
+	}
+	if last, err := c.pod.Leave(c.id); err != nil {
+		slog.Error("container leaving its pod", "id", c.id, "error", err)
+	} else if last {
+		slog.Debug("last container left: pod namespaces released", "id", c.id)
 	}
 	s.forget(c)
 	s.mu.Lock()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/containerd/containerd/api/types/runc/options"
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -25,6 +26,12 @@ func decodeOptions(a *anypb.Any) (*options.Options, error) {
 	switch name := typeName(a.GetTypeUrl()); name {
 	case "containerd.runc.v1.Options":
 		if err := proto.Unmarshal(a.GetValue(), o); err != nil {
+			return nil, invalid("decode runtime options %s: %v", name, err)
+		}
+	case "containerd.linux.runc.CreateOptions":
+		// What containerd's client sends a runtime whose name is not
+		// io.containerd.runc.*: the v1 Linux runtime's options.
+		if err := decodeLegacyCreateOptions(a.GetValue(), o); err != nil {
 			return nil, invalid("decode runtime options %s: %v", name, err)
 		}
 	case "runtimeoptions.v1.Options":
@@ -49,4 +56,50 @@ func runtimeRoot(o *options.Options, namespace string) string {
 
 func typeName(typeURL string) string {
 	return typeURL[strings.LastIndex(typeURL, "/")+1:]
+}
+
+// decodeLegacyCreateOptions reads the fields of containerd.linux.runc.CreateOptions
+// that mean something to this shim. The message is not in containerd's API
+// module, so its wire format is read directly.
+func decodeLegacyCreateOptions(b []byte, o *options.Options) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		var v uint64
+		var str string
+		switch typ {
+		case protowire.VarintType:
+			v, n = protowire.ConsumeVarint(b)
+		case protowire.BytesType:
+			var raw []byte
+			raw, n = protowire.ConsumeBytes(b)
+			str = string(raw)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch num {
+		case 1:
+			o.NoPivotRoot = v != 0
+		case 8:
+			o.NoNewKeyring = v != 0
+		case 9:
+			o.ShimCgroup = str
+		case 10:
+			o.IoUid = uint32(v)
+		case 11:
+			o.IoGid = uint32(v)
+		case 12:
+			o.CriuWorkPath = str
+		case 13:
+			o.CriuImagePath = str
+		}
+	}
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/podv2/containerd-shim-pod-v2/pod"
 	"github.com/podv2/containerd-shim-pod-v2/process"
 )
 
@@ -22,6 +23,21 @@ type Config struct {
 	ID        string // the task that started the shim
 	Bundle    string
 	Debug     bool
+	// PodKey names the pod's state directory: the shim's socket name, a
+	// hash of containerd's address, the namespace and the pod's group key.
+	PodKey string
+	// ShimAlive, for Cleanup: a shim still serves the pod, so the pod's
+	// namespaces are its to release.
+	ShimAlive bool
+}
+
+// podDir is the pod's state directory.
+func podDir(cfg Config) (string, error) {
+	key := cfg.PodKey
+	if key == "" {
+		key = cfg.ID
+	}
+	return pod.StateDir(pod.DefaultRoot, cfg.Namespace, key)
 }
 
 // Publisher sends events to containerd, in the order published.
@@ -39,6 +55,10 @@ type Service struct {
 	pub      Publisher
 	reaper   *process.Reaper
 	shutdown func()
+
+	// podMu guards pod, created by the first container.
+	podMu sync.Mutex
+	pod   *pod.Pod
 
 	// mu guards containers, byPid, pendingStarts and unclaimed: the routing
 	// of reaped exits to processes. Never held while the runtime runs.
@@ -81,7 +101,8 @@ type container struct {
 	bundle string
 	init   *process.Init
 	ref    *procRef
-	rootfs string // where the rootfs mounts are, "" if the shim mounted none
+	pod    *pod.Pod // the pod it joined
+	rootfs string   // where the rootfs mounts are, "" if the shim mounted none
 	// cgroup is the container's cgroup, nil if it could not be found; its
 	// OOM watch ends with stopOOM.
 	cgroup  *process.Cgroup
@@ -149,4 +170,23 @@ func (s *Service) starter(cmd *exec.Cmd) error {
 	}
 	go s.reaper.Wait(cmd)
 	return nil
+}
+
+// podOf returns the shim's pod, made when its first container comes.
+func (s *Service) podOf(name string) (*pod.Pod, error) {
+	s.podMu.Lock()
+	defer s.podMu.Unlock()
+	if s.pod != nil {
+		return s.pod, nil
+	}
+	dir, err := podDir(s.cfg)
+	if err != nil {
+		return nil, err
+	}
+	p, err := pod.New(name, dir, s.reaper)
+	if err != nil {
+		return nil, err
+	}
+	s.pod = p
+	return p, nil
 }

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"path/filepath"
 
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/proto"
@@ -35,5 +36,16 @@ func main() {
 }
 
 func taskConfig(cfg *shim.Config) task.Config {
-	return task.Config{Namespace: cfg.Namespace, ID: cfg.ID, Bundle: cfg.Bundle, Debug: cfg.Debug}
+	podKey := ""
+	if cfg.SocketPath != "" {
+		podKey = filepath.Base(cfg.SocketPath)
+	}
+	return task.Config{
+		Namespace: cfg.Namespace,
+		ID:        cfg.ID,
+		Bundle:    cfg.Bundle,
+		Debug:     cfg.Debug,
+		PodKey:    podKey,
+		ShimAlive: cfg.ShimAlive,
+	}
 }

@@ -1,0 +1,180 @@
+//go:build linux
+
+package pod
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"golang.org/x/sys/unix"
+)
+
+// ioctls on namespace files (linux/nsfs.h).
+const (
+	nsGetUserns = 0xb701 // NS_GET_USERNS: a new fd of the owning user namespace
+	nsGetNstype = 0xb703 // NS_GET_NSTYPE: the CLONE_NEW* type of the namespace
+)
+
+// Adopt takes the namespaces a spec names by path as the pod's: it checks
+// that each path is a namespace of the right type, holds an open reference
+// to it for as long as the shim lives, and, with DeriveUser, pins the user
+// namespace that owns the network namespace in dir (prepared with
+// PrepareStateDir). Adopted paths are never unmounted or removed by the
+// shim.
+//
+// The mappings are the spec's: an adopted user namespace is not checked
+// against them (no process may be in it to read its uid_map from).
+func Adopt(dir string, req Request) (_ *Namespaces, retErr error) {
+	ns := &Namespaces{}
+	defer func() {
+		if retErr != nil {
+			ns.Release()
+		}
+	}()
+	var netF, userF *os.File
+	var err error
+	if req.NetPath != "" {
+		if netF, err = openNamespace(req.NetPath, unix.CLONE_NEWNET); err != nil {
+			return nil, err
+		}
+		ns.held = append(ns.held, netF)
+		ns.NetPath = req.NetPath
+	}
+	if req.UserPath != "" {
+		if userF, err = openNamespace(req.UserPath, unix.CLONE_NEWUSER); err != nil {
+			return nil, err
+		}
+		ns.held = append(ns.held, userF)
+		ns.UserPath = req.UserPath
+	}
+
+	switch {
+	case req.DeriveUser && netF == nil:
+		return nil, fmt.Errorf("adopt pod namespaces: deriving the user namespace needs a network namespace path")
+	case req.DeriveUser:
+		owner, err := ownerOf(netF)
+		if err != nil {
+			return nil, fmt.Errorf("find the user namespace owning network namespace %s: %w", req.NetPath, err)
+		}
+		ns.held = append(ns.held, owner)
+		if host, err := sameNamespaceFile(owner, "/proc/self/ns/user"); err != nil {
+			return nil, err
+		} else if host {
+			return nil, kindf(ErrInvalidSpec,
+				"spec asks for a new user namespace but names network namespace %s, which is owned by the host's user namespace: runc joins the user namespace first and then cannot join it (setns EPERM); leave the network namespace path out to have the shim create both",
+				req.NetPath)
+		}
+		if err := PrepareStateDir(dir); err != nil {
+			return nil, err
+		}
+		path := filepath.Join(dir, userPin)
+		if err := pin(owner, path); err != nil {
+			return nil, fmt.Errorf("pin the user namespace owning %s: %w", req.NetPath, err)
+		}
+		ns.Pins = append(ns.Pins, path)
+		ns.UserPath = path
+	case userF != nil && netF != nil:
+		owner, err := ownerOf(netF)
+		if err != nil {
+			return nil, fmt.Errorf("find the user namespace owning network namespace %s: %w", req.NetPath, err)
+		}
+		same, err := sameNamespaceFile(owner, req.UserPath)
+		owner.Close()
+		if err != nil {
+			return nil, err
+		}
+		if !same {
+			return nil, kindf(ErrInvalidSpec,
+				"network namespace %s is not owned by user namespace %s: runc joins the user namespace first and then cannot join the network namespace (setns EPERM)",
+				req.NetPath, req.UserPath)
+		}
+	}
+	if ns.UserPath != "" {
+		ns.UIDMappings = slices.Clone(req.UIDMappings)
+		ns.GIDMappings = slices.Clone(req.GIDMappings)
+	}
+	return ns, nil
+}
+
+// openNamespace opens a namespace file and checks its type.
+func openNamespace(path string, typ int) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("adopt namespace: %w", err)
+	}
+	got, err := unix.IoctlRetInt(int(f.Fd()), nsGetNstype)
+	if err != nil {
+		f.Close()
+		return nil, kindf(ErrInvalidSpec, "%s is not a namespace: %v", path, err)
+	}
+	if got != typ {
+		f.Close()
+		return nil, kindf(ErrInvalidSpec, "%s is a %s namespace, not a %s namespace", path, nsTypeName(got), nsTypeName(typ))
+	}
+	return f, nil
+}
+
+func nsTypeName(typ int) string {
+	switch typ {
+	case unix.CLONE_NEWUSER:
+		return "user"
+	case unix.CLONE_NEWNET:
+		return "network"
+	case unix.CLONE_NEWNS:
+		return "mount"
+	case unix.CLONE_NEWPID:
+		return "pid"
+	case unix.CLONE_NEWIPC:
+		return "ipc"
+	case unix.CLONE_NEWUTS:
+		return "uts"
+	case unix.CLONE_NEWCGROUP:
+		return "cgroup"
+	case unix.CLONE_NEWTIME:
+		return "time"
+	}
+	return fmt.Sprintf("type %#x", typ)
+}
+
+// ownerOf returns the user namespace owning the namespace open as f.
+func ownerOf(f *os.File) (*os.File, error) {
+	fd, err := unix.IoctlRetInt(int(f.Fd()), nsGetUserns)
+	if err != nil {
+		return nil, fmt.Errorf("ioctl NS_GET_USERNS: %w", err)
+	}
+	return os.NewFile(uintptr(fd), "userns"), nil
+}
+
+// Owner is the inode of the user namespace that owns the namespace at path.
+func Owner(path string) (uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	owner, err := ownerOf(f)
+	if err != nil {
+		return 0, fmt.Errorf("owner of %s: %w", path, err)
+	}
+	defer owner.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(owner.Fd()), &st); err != nil {
+		return 0, fmt.Errorf("owner of %s: %w", path, err)
+	}
+	return st.Ino, nil
+}
+
+// sameNamespaceFile tells whether the open namespace f is the one at path.
+func sameNamespaceFile(f *os.File, path string) (bool, error) {
+	a, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	b, err := os.Stat(path)
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(a, b), nil
+}

@@ -1,0 +1,207 @@
+//go:build linux
+
+package pod
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"sync"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Pod is a live pod: its namespaces, decided by the first container to join,
+// and the containers that joined and have not left. Its state dir holds the
+// pins of the namespaces it created and state.json.
+type Pod struct {
+	id     string
+	dir    string
+	runner Runner
+
+	// mu serializes Join and Leave: the namespaces are decided once, by the
+	// first container to join, and state.json lists exactly the containers
+	// that joined and have not left.
+	mu         sync.Mutex
+	ns         *Namespaces // nil while the pod has no container
+	containers []string
+}
+
+// New returns the pod id with its state in dir (see StateDir). Children it
+// needs are started and waited through r, the shim's reaper.
+func New(id, dir string, r Runner) (*Pod, error) {
+	if err := checkDir(dir); err != nil {
+		return nil, fmt.Errorf("pod %s: %w", id, err)
+	}
+	return &Pod{id: id, dir: dir, runner: r}, nil
+}
+
+// ID is the pod's name (its group key).
+func (p *Pod) ID() string { return p.id }
+
+// Dir is the pod's state dir.
+func (p *Pod) Dir() string { return p.dir }
+
+// Join adds a container to the pod and rewrites its spec to join the pod's
+// namespaces (see Rewrite). The first container decides the namespaces (see
+// Decide): they are created or adopted here. Errors wrap ErrInvalidID,
+// ErrInvalidSpec or ErrConflict when the container is at fault. A container
+// that joined leaves with Leave, whether its runtime create worked or not.
+func (p *Pod) Join(containerID string, spec *specs.Spec) (retErr error) {
+	if err := ValidateID(containerID); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if slices.Contains(p.containers, containerID) {
+		return fmt.Errorf("container %s is already in pod %s", containerID, p.id)
+	}
+	if p.ns == nil {
+		req, err := Decide(spec)
+		if err != nil {
+			return fmt.Errorf("container %s, first of pod %s: %w", containerID, p.id, err)
+		}
+		if err := PrepareStateDir(p.dir); err != nil {
+			return fmt.Errorf("pod %s: %w", p.id, err)
+		}
+		unlock, err := lockDir(p.dir)
+		if err != nil {
+			CleanupStateDir(p.dir)
+			return fmt.Errorf("pod %s: %w", p.id, err)
+		}
+		defer unlock()
+		ns, err := Setup(p.dir, p.runner, req)
+		if err != nil {
+			CleanupStateDir(p.dir)
+			return fmt.Errorf("namespaces of pod %s: %w", p.id, err)
+		}
+		p.ns = ns
+		defer func() {
+			if retErr != nil {
+				p.teardownLocked()
+			}
+		}()
+	} else {
+		unlock, err := lockDir(p.dir)
+		if err != nil {
+			return fmt.Errorf("pod %s: %w", p.id, err)
+		}
+		defer unlock()
+	}
+
+	if err := Rewrite(p.id, p.ns, spec); err != nil {
+		return fmt.Errorf("spec of container %s: %w", containerID, err)
+	}
+	p.containers = append(p.containers, containerID)
+	if err := p.saveLocked(); err != nil {
+		p.containers = p.containers[:len(p.containers)-1]
+		return err
+	}
+	return nil
+}
+
+// Leave removes a container from the pod. When it was the last, the pod's
+// pins and state dir go, and last is true; a container joining after that
+// starts the pod anew. Leaving twice is harmless.
+func (p *Pod) Leave(containerID string) (last bool, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := slices.Index(p.containers, containerID)
+	if i < 0 {
+		return len(p.containers) == 0, nil
+	}
+	p.containers = slices.Delete(p.containers, i, i+1)
+	unlock, err := lockDir(p.dir)
+	if err != nil {
+		return false, fmt.Errorf("pod %s: %w", p.id, err)
+	}
+	defer unlock()
+	if len(p.containers) > 0 {
+		return false, p.saveLocked()
+	}
+	return true, p.teardownLocked()
+}
+
+// Namespaces returns a copy of the pod's namespaces, without the pins (the
+// pod releases those); ok is false while no container has joined.
+func (p *Pod) Namespaces() (ns Namespaces, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ns == nil {
+		return Namespaces{}, false
+	}
+	ns = p.ns.clone()
+	ns.Pins = nil
+	return ns, true
+}
+
+// Containers lists the containers in the pod, in the order they joined.
+func (p *Pod) Containers() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.containers)
+}
+
+func (p *Pod) saveLocked() error {
+	return Save(p.dir, &State{ID: p.id, Namespaces: p.ns.clone(), Containers: p.containers})
+}
+
+// teardownLocked releases the namespaces and removes the state dir.
+func (p *Pod) teardownLocked() error {
+	err := errors.Join(p.ns.Release(), CleanupStateDir(p.dir))
+	p.ns = nil
+	p.containers = nil
+	if err != nil {
+		return fmt.Errorf("tear down pod %s: %w", p.id, err)
+	}
+	return nil
+}
+
+// clone copies n without its references to adopted namespaces.
+func (n *Namespaces) clone() Namespaces {
+	return Namespaces{
+		UserPath:    n.UserPath,
+		NetPath:     n.NetPath,
+		UIDMappings: slices.Clone(n.UIDMappings),
+		GIDMappings: slices.Clone(n.GIDMappings),
+		Owned:       n.Owned,
+		Pins:        slices.Clone(n.Pins),
+	}
+}
+
+// Forget removes a container from the state a dead shim left in dir, for
+// `delete` after a crash. When no container of the pod remains, the pod's
+// pins and state dir go and last is true. A missing dir or state is a pod
+// with nothing left to remember (last); calling it again is harmless. It is
+// meant for pods whose shim is gone: a live shim keeps its own account.
+func Forget(dir, containerID string) (last bool, err error) {
+	if err := checkDir(dir); err != nil {
+		return false, err
+	}
+	unlock, err := lockDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	st, err := Load(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		// The shim died before it recorded a container: pins, if any, are
+		// all in dir.
+		return true, CleanupStateDir(dir)
+	case err != nil:
+		return false, fmt.Errorf("forget container %s: %w", containerID, err)
+	}
+	st.Containers = slices.DeleteFunc(st.Containers, func(c string) bool { return c == containerID })
+	if len(st.Containers) > 0 {
+		return false, Save(dir, st)
+	}
+	if err := errors.Join(st.Release(), CleanupStateDir(dir)); err != nil {
+		return true, fmt.Errorf("forget pod %s: %w", st.ID, err)
+	}
+	return true, nil
+}
