@@ -29,6 +29,7 @@ func openOutputFifo(path string) (w, keep *os.File, err error) {
 		keep.Close()
 		return nil, nil, fmt.Errorf("open output fifo %s for writing: %w", path, err)
 	}
+	growPipe(w, outputPipeSize)
 	return w, keep, nil
 }
 

@@ -2,7 +2,6 @@ package io
 
 import (
 	"bytes"
-	"fmt"
 	goio "io"
 	"math/rand"
 	"os"
@@ -142,5 +141,4 @@ func newOrFatal(t testing.TB, cfg Config, opts Options) *Process {
 func init() {
 	// Tests must not wait ten seconds for a logger that will never be ready.
 	loggerReadyTimeout = 2 * time.Second
-	_ = fmt.Sprint
 }

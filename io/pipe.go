@@ -31,6 +31,28 @@ func newPipe(readNonblock, writeNonblock bool) (r, w *os.File, err error) {
 	return os.NewFile(uintptr(fds[0]), "|0"), os.NewFile(uintptr(fds[1]), "|1"), nil
 }
 
+// outputPipeSize is what output pipes and fifos are grown to. With the
+// default 64 KiB a relayed stream costs a wakeup on each side per 64 KiB and
+// moves about half as fast; pages are only used while data waits, so the
+// cost is paid only when a client stalls.
+const outputPipeSize = 256 << 10
+
+// growPipe asks for a pipe buffer of at least size, best effort: without
+// CAP_SYS_RESOURCE the kernel may refuse (pipe-user-pages-soft), and a
+// smaller pipe is only slower. It never shrinks one that is already bigger
+// (a client may have grown its fifo).
+func growPipe(f *os.File, size int) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Control(func(fd uintptr) {
+		if cur, err := unix.FcntlInt(fd, unix.F_GETPIPE_SZ, 0); err == nil && cur < size {
+			unix.FcntlInt(fd, unix.F_SETPIPE_SZ, size)
+		}
+	})
+}
+
 // fchown gives f to uid:gid, -1 leaving either unchanged, so that a process in
 // a user namespace may reopen its stdio through /proc/self/fd.
 func fchown(f *os.File, uid, gid int) error {

@@ -159,6 +159,7 @@ func New(ctx context.Context, cfg Config, opts Options, start Starter) (_ *Proce
 			if err != nil {
 				return nil, fmt.Errorf("%s pipe: %w", name, err)
 			}
+			growPipe(r, outputPipeSize)
 			p.runtime[1+i] = w
 			p.outs = append(p.outs, &output{name: name, src: r, dst: s})
 		}

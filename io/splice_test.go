@@ -29,12 +29,14 @@ func TestSpliceEOFWhileDestinationFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer keep.Close()
+	client := openClient(t, path, os.O_RDONLY) // it reads only later
 	r, cw, err := newPipe(true, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	data := randomBytes(64 << 10) // exactly what the fifo holds
+	growPipe(r, outputPipeSize)         // as New does
+	data := randomBytes(outputPipeSize) // exactly what the fifo holds
 	if _, err := cw.Write(data); err != nil {
 		t.Fatal(err)
 	}
@@ -47,9 +49,8 @@ func TestSpliceEOFWhileDestinationFull(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the copy did not see EOF while the fifo was full")
 	}
-	client := openClient(t, path, os.O_RDONLY)
-	got := make([]byte, len(data))
-	if _, err := goio.ReadFull(client, got); err != nil {
+	got, err := goio.ReadAll(client)
+	if err != nil {
 		t.Fatal(err)
 	}
 	sameBytes(t, "fifo", got, data)
@@ -151,6 +152,7 @@ func BenchmarkSpliceCopy(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		growPipe(r, outputPipeSize) // as New does
 		read := make(chan int64, 1)
 		go func() {
 			buf := make([]byte, 1<<20)
