@@ -33,7 +33,14 @@ func serve(ctx context.Context, h Handlers, cfg *Config) error {
 	os.Unsetenv(socketEnv)
 	cfg.SocketPath = sock
 
-	srv, err := ttrpc.NewServer(ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()))
+	trim := newTrimmer()
+	srv, err := ttrpc.NewServer(
+		ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()),
+		ttrpc.WithUnaryServerInterceptor(func(ctx context.Context, u ttrpc.Unmarshaler, _ *ttrpc.UnaryServerInfo, m ttrpc.Method) (any, error) {
+			defer trim.touch()
+			return m(ctx, u)
+		}),
+	)
 	if err != nil {
 		return fmt.Errorf("new ttrpc server: %w", err)
 	}

@@ -1,0 +1,82 @@
+package shim
+
+import (
+	"bufio"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// idleTrimDelay is how long the shim must be idle before it trims.
+const idleTrimDelay = time.Second
+
+// trimmer gives memory back once the shim has been idle for a while: the
+// pages of its own binary that serving touched (start-up, protobuf
+// registration, the code of the last requests) are dropped from its page
+// tables, to be faulted back from the page cache when used again, and the
+// Go heap returns what it has freed to the kernel. A shim spends almost all
+// of its life idle, holding only what the next request needs.
+type trimmer struct {
+	ranges [][2]uintptr // read-only mappings of the shim's binary
+
+	mu    sync.Mutex // guards timer
+	timer *time.Timer
+}
+
+func newTrimmer() *trimmer {
+	t := &trimmer{ranges: binaryMappings()}
+	t.timer = time.AfterFunc(idleTrimDelay, t.trim)
+	return t
+}
+
+// touch notes activity: the trim waits for idleTrimDelay after the last one.
+func (t *trimmer) touch() {
+	t.mu.Lock()
+	t.timer.Reset(idleTrimDelay)
+	t.mu.Unlock()
+}
+
+func (t *trimmer) trim() {
+	debug.FreeOSMemory()
+	for _, r := range t.ranges {
+		// Clean, read-only file pages: dropping them loses nothing.
+		unix.Syscall(unix.SYS_MADVISE, r[0], r[1]-r[0], unix.MADV_DONTNEED)
+	}
+}
+
+// binaryMappings lists the read-only mappings of the running executable.
+func binaryMappings() [][2]uintptr {
+	self, err := os.Executable()
+	if err != nil {
+		return nil
+	}
+	f, err := os.Open("/proc/self/maps")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var ranges [][2]uintptr
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// address perms offset dev inode path
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 6 || fields[5] != self || strings.Contains(fields[1], "w") {
+			continue
+		}
+		start, end, ok := strings.Cut(fields[0], "-")
+		if !ok {
+			continue
+		}
+		lo, err1 := strconv.ParseUint(start, 16, 64)
+		hi, err2 := strconv.ParseUint(end, 16, 64)
+		if err1 == nil && err2 == nil && hi > lo {
+			ranges = append(ranges, [2]uintptr{uintptr(lo), uintptr(hi)})
+		}
+	}
+	return ranges
+}
