@@ -54,8 +54,12 @@ func Cleanup(ctx context.Context, cfg Config) (*taskapi.DeleteResponse, error) {
 		LogPath: filepath.Join(cfg.Bundle, "log.json"),
 		Reaper:  process.Default(),
 	}
-	if err := rt.Delete(ctx, cfg.ID, true); err != nil && !process.IsNotExist(err) {
-		return nil, fmt.Errorf("delete container %s from the runtime: %w", cfg.ID, err)
+	// containerd 1.6 runs delete after every normal disconnect too, when the
+	// container is long gone: no runtime state, no runtime call.
+	if _, err := os.Stat(filepath.Join(rec.Root, cfg.ID)); err == nil {
+		if err := rt.Delete(ctx, cfg.ID, true); err != nil && !process.IsNotExist(err) {
+			return nil, fmt.Errorf("delete container %s from the runtime: %w", cfg.ID, err)
+		}
 	}
 	if err := unmountRootfs(filepath.Join(cfg.Bundle, "rootfs")); err != nil {
 		return nil, err
