@@ -27,7 +27,6 @@ func deleteAction(ctx context.Context, h Handlers, cfg *Config, stdout io.Writer
 	}
 	if cfg.SocketPath != "" && !cfg.ShimAlive {
 		os.Remove(cfg.SocketPath)
-		os.Remove(cfg.SocketPath + ".lock")
 	}
 	out, err := proto.Marshal(msg)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -36,8 +37,15 @@ func serve(ctx context.Context, h Handlers, cfg *Config) error {
 	trim := newTrimmer()
 	srv, err := ttrpc.NewServer(
 		ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()),
-		ttrpc.WithUnaryServerInterceptor(func(ctx context.Context, u ttrpc.Unmarshaler, _ *ttrpc.UnaryServerInfo, m ttrpc.Method) (any, error) {
+		ttrpc.WithUnaryServerInterceptor(func(ctx context.Context, u ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, m ttrpc.Method) (_ any, err error) {
 			defer trim.touch()
+			// A bug in one request must not take the pod's other containers down.
+			defer func() {
+				if r := recover(); r != nil {
+					slog.Error("request panicked", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+					err = fmt.Errorf("%s: internal error in %s: %v", info.FullMethod, Name, r)
+				}
+			}()
 			return m(ctx, u)
 		}),
 	)
@@ -73,6 +81,15 @@ func serve(ctx context.Context, h Handlers, cfg *Config) error {
 	case err := <-serveErr:
 		slog.Error("ttrpc server stopped", "error", err)
 	}
+	// From here a new start for this pod must spawn a new shim: the socket
+	// goes under the start lock, so no start answers with this shim's address.
+	if sock != "" {
+		if unlock, err := lockSocket(sock); err == nil {
+			os.Remove(sock)
+			l.Close()
+			unlock()
+		}
+	}
 
 	// Let the reply to Shutdown go out, then stop serving, then deliver every
 	// event still queued.
@@ -82,10 +99,6 @@ func serve(ctx context.Context, h Handlers, cfg *Config) error {
 	}
 	scancel()
 	pub.Close(10 * time.Second)
-	if sock != "" {
-		os.Remove(sock)
-		os.Remove(sock + ".lock")
-	}
 	return nil
 }
 

@@ -63,14 +63,18 @@ func listen(path string) (*net.UnixListener, error) {
 	return l, nil
 }
 
-// lockSocket serialises concurrent starts of one pod's shim.
+// lockSocket serialises the starts and the shutdowns of shims on the socket
+// directory: a start decides whether a pod's shim is alive, a shutdown takes
+// its socket away, never both at once. The lock is on the directory itself,
+// so no lock file is left behind; starts are short, one at a time is fine.
 func lockSocket(path string) (func(), error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create socket dir: %w", err)
 	}
-	f, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	f, err := os.Open(dir)
 	if err != nil {
-		return nil, fmt.Errorf("open start lock: %w", err)
+		return nil, fmt.Errorf("open socket dir for the start lock: %w", err)
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
 		f.Close()

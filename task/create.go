@@ -46,20 +46,23 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 
 	// Reserve the id before any work, so a concurrent Create of the same id
 	// fails instead of racing.
+	// The container is visible to other requests only once created.
 	c := &container{id: r.ID, bundle: bundle, execs: make(map[string]*execProc)}
 	s.mu.Lock()
-	if _, ok := s.containers[r.ID]; ok {
+	_, exists := s.containers[r.ID]
+	if exists || s.creating[r.ID] {
 		s.mu.Unlock()
 		return nil, alreadyExists("container %s", r.ID)
 	}
-	s.containers[r.ID] = c
+	s.creating[r.ID] = true
 	s.mu.Unlock()
 	defer func() {
-		if retErr != nil {
-			s.mu.Lock()
-			delete(s.containers, r.ID)
-			s.mu.Unlock()
+		s.mu.Lock()
+		delete(s.creating, r.ID)
+		if retErr == nil {
+			s.containers[r.ID] = c
 		}
+		s.mu.Unlock()
 	}()
 
 	// The pod's namespaces: decided by its first container, joined by every

@@ -174,7 +174,7 @@ func (s *Service) Connect(ctx context.Context, r *taskapi.ConnectRequest) (*task
 // does nothing, since other containers of the pod are still served.
 func (s *Service) Shutdown(ctx context.Context, r *taskapi.ShutdownRequest) (*emptypb.Empty, error) {
 	s.mu.Lock()
-	n := len(s.containers)
+	n := len(s.containers) + len(s.creating)
 	s.mu.Unlock()
 	if n == 0 {
 		s.shutdown()

@@ -60,10 +60,11 @@ type Service struct {
 	podMu sync.Mutex
 	pod   *pod.Pod
 
-	// mu guards containers, byPid, pendingStarts and unclaimed: the routing
+	// mu guards containers, creating, byPid, pendingStarts and unclaimed: the routing
 	// of reaped exits to processes. Never held while the runtime runs.
 	mu         sync.Mutex
 	containers map[string]*container
+	creating   map[string]bool // ids reserved by a Create under way
 	byPid      map[int]*procRef
 	// pendingStarts counts processes whose pid is not known yet; while any
 	// is pending, exits of unknown pids are kept in unclaimed, since one of
@@ -83,6 +84,7 @@ func New(ctx context.Context, cfg Config, pub Publisher, shutdown func()) (*Serv
 		reaper:     process.Default(),
 		shutdown:   shutdown,
 		containers: make(map[string]*container),
+		creating:   make(map[string]bool),
 		byPid:      make(map[int]*procRef),
 		unclaimed:  make(map[int]process.Exit),
 	}
