@@ -1,0 +1,66 @@
+# containerd-shim-pod-v2
+#
+#   make build        bin/containerd-shim-pod-v2
+#   make install      to $(PREFIX)/bin (default /usr/local/bin)
+#   make deps         Debian packages and containerd 2.4 (scripts/deps.sh; root)
+#   make unit         unit tests of the shim's module
+#   make integration  the integration suite (integration/, its own Go module) under containerd 1.6 and 2.4 (root)
+#   make vet          gofmt and go vet, both modules
+#   make test         deps build vet unit integration: what CI runs (.ci/run)
+#   make demo         a pod of two containers under a private containerd (root; CONTAINERD=2.4 for 2.4)
+#   make bench        benchmarks (./bench, once it exists)
+#
+# Knobs: GO, PREFIX, P (go test -p for unit tests, default 1), INTEGRATION_RUN (go test -run regexp),
+# TEST_RUNTIME (io.containerd.runc.v2 runs the suite against the reference runtime), TEST_CONTAINERD (1.6 or 2.4).
+
+GO ?= go
+PREFIX ?= /usr/local
+P ?= 1
+INTEGRATION_TIMEOUT ?= 40m
+INTEGRATION_RUN ?=
+BIN := bin/containerd-shim-pod-v2
+
+# Everything here runs one step at a time, even under make -j: the integration suite starts daemons as root.
+.NOTPARALLEL:
+.PHONY: all build install deps unit integration test vet demo bench clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/containerd-shim-pod-v2
+
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/containerd-shim-pod-v2
+
+deps:
+	scripts/deps.sh
+
+unit:
+	$(GO) test -p $(P) -count=1 ./...
+
+# The suite uses the binary `make build` made (SHIM_BINARY), so what is tested is what gets installed.
+integration: build
+	cd integration && SHIM_BINARY=$(CURDIR)/$(BIN) $(GO) test -p 1 -count=1 -v -timeout $(INTEGRATION_TIMEOUT) \
+		$(if $(INTEGRATION_RUN),-run '$(INTEGRATION_RUN)') ./...
+
+test: deps build vet unit integration
+
+vet:
+	@files=$$(find . -name '*.go' -not -path './.git/*' -not -path './bin/*'); \
+	out=$$(gofmt -l $$files); \
+	if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	cd integration && $(GO) vet ./...
+
+demo: deps build
+	SHIM_BINARY=$(CURDIR)/$(BIN) scripts/demo.sh
+
+bench:
+	@if [ -d bench ] && ls bench/*.go >/dev/null 2>&1; then \
+		$(GO) run ./bench; \
+	else \
+		echo "bench: not yet (no ./bench package)"; \
+	fi
+
+clean:
+	rm -rf bin

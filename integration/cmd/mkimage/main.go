@@ -1,0 +1,29 @@
+// mkimage writes the integration suite's busybox image as an OCI layout archive that `ctr images import` accepts.
+//
+//	go run ./cmd/mkimage -o /tmp/podtest.tar [-busybox /bin/busybox] [-name docker.io/library/podtest:latest]
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/podv2/containerd-shim-pod-v2/integration/image"
+)
+
+func main() {
+	out := flag.String("o", "", "archive to write (required)")
+	busybox := flag.String("busybox", image.DefaultBusybox, "statically linked busybox binary")
+	name := flag.String("name", image.DefaultName, "image reference")
+	flag.Parse()
+	if *out == "" || flag.NArg() != 0 {
+		fmt.Fprintln(os.Stderr, "usage: mkimage -o ARCHIVE [-busybox PATH] [-name REF]")
+		os.Exit(2)
+	}
+	r, err := image.WriteFile(*out, image.Options{Busybox: *busybox, Name: *name})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mkimage:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("%s %s (%d layers, %d applets)\n", r.Name, r.Manifest.Digest, len(r.Layers), len(r.Applets))
+}

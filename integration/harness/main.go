@@ -1,0 +1,164 @@
+package harness
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/podv2/containerd-shim-pod-v2/integration/image"
+)
+
+// shared is what one test binary builds once: the shim and the image archive, in one temporary directory that Main
+// removes at the end.
+var shared struct {
+	mu  sync.Mutex
+	dir string
+
+	shimOnce sync.Once
+	shimDir  string
+	shimErr  error
+
+	imageOnce sync.Once
+	imagePath string
+	image     *image.Result
+	imageErr  error
+}
+
+// Main runs the tests of a package (call it from TestMain) and removes what the harness built.
+func Main(m *testing.M) {
+	code := m.Run()
+	shared.mu.Lock()
+	if shared.dir != "" {
+		os.RemoveAll(shared.dir)
+	}
+	shared.mu.Unlock()
+	os.Exit(code)
+}
+
+func sharedDir() (string, error) {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.dir == "" {
+		d, err := os.MkdirTemp("", "podv2-it-shared-")
+		if err != nil {
+			return "", err
+		}
+		shared.dir = d
+	}
+	return shared.dir, nil
+}
+
+// RepoRoot is the directory of the shim's module (github.com/podv2/containerd-shim-pod-v2), found upward from the
+// working directory.
+func RepoRoot() (string, error) {
+	d, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(d, "go.mod"))
+		if err == nil && bytes.Contains(b, []byte("module github.com/podv2/containerd-shim-pod-v2\n")) {
+			return d, nil
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return "", fmt.Errorf("no go.mod of github.com/podv2/containerd-shim-pod-v2 above the working directory")
+		}
+		d = parent
+	}
+}
+
+// ShimDir returns a directory holding containerd-shim-pod-v2: $SHIM_BINARY (linked under that name) or a fresh
+// `go build -trimpath` of ./cmd/containerd-shim-pod-v2, once per test binary.
+func ShimDir(t testing.TB) string {
+	t.Helper()
+	shared.shimOnce.Do(func() { shared.shimDir, shared.shimErr = buildShim() })
+	if shared.shimErr != nil {
+		t.Fatalf("shim: %v", shared.shimErr)
+	}
+	return shared.shimDir
+}
+
+// ShimPath is the path of our shim binary (see ShimDir).
+func ShimPath(t testing.TB) string {
+	t.Helper()
+	return filepath.Join(ShimDir(t), ShimName)
+}
+
+func buildShim() (string, error) {
+	base, err := sharedDir()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(base, "shim-bin")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	dst := filepath.Join(dir, ShimName)
+	if bin := os.Getenv("SHIM_BINARY"); bin != "" {
+		abs, err := filepath.Abs(bin)
+		if err != nil {
+			return "", err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return "", fmt.Errorf("SHIM_BINARY: %w", err)
+		}
+		return dir, os.Symlink(abs, dst)
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("go not found on PATH: %w", err)
+	}
+	start := time.Now()
+	cmd := exec.Command(gobin, "build", "-trimpath", "-o", dst, "./cmd/containerd-shim-pod-v2")
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build ./cmd/containerd-shim-pod-v2 in %s: %v\n%s", root, err, out)
+	}
+	fmt.Fprintf(os.Stderr, "harness: built %s in %v\n", dst, time.Since(start).Round(time.Millisecond))
+	return dir, nil
+}
+
+// ImageArchive returns the busybox OCI archive (built once per test binary) and what it holds.
+func ImageArchive(t testing.TB) (string, *image.Result) {
+	t.Helper()
+	shared.imageOnce.Do(func() {
+		base, err := sharedDir()
+		if err != nil {
+			shared.imageErr = err
+			return
+		}
+		shared.imagePath = filepath.Join(base, "podtest-oci.tar")
+		shared.image, shared.imageErr = image.WriteFile(shared.imagePath, image.Options{})
+	})
+	if shared.imageErr != nil {
+		t.Fatalf("building the busybox image: %v", shared.imageErr)
+	}
+	return shared.imagePath, shared.image
+}
+
+// cleanStderr drops the cgroup v1 deprecation warning that ctr 2.x prints on every command on this kind of host.
+func cleanStderr(s string) string {
+	if !strings.Contains(s, "DEPRECATION") {
+		return s
+	}
+	var keep []string
+	for _, l := range strings.SplitAfter(s, "\n") {
+		if strings.Contains(l, "DEPRECATION: The support for cgroup v1 is deprecated") {
+			continue
+		}
+		keep = append(keep, l)
+	}
+	return strings.Join(keep, "")
+}

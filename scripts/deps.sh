@@ -1,0 +1,98 @@
+#!/bin/bash
+# Installs what the build, the integration suite and the demo need, as root on Debian 12. Idempotent: a second run
+# changes nothing and takes about a second.
+#
+#  - Debian packages (apt-get; `apt-get update` only when something is missing): runc, containerd 1.6 (with ctr and
+#    containerd-shim-runc-v2), busybox-static, criu, uidmap, iproute2, util-linux, mount, procps, libseccomp-dev.
+#  - containerd v2.4.2, its ctr and its containerd-shim-runc-v2 (the reference shim that speaks 2.4's bootstrap
+#    protocol; Debian's 1.6 shim cannot start under 2.4), built with `go install` from the Go module proxy into
+#    $CONTAINERD24_DIR (default /var/cache/containerd-shim-pod-v2/containerd-v2.4.2/bin) when absent. The build
+#    goes to a temporary directory first and each binary is moved into place only once built, so an interrupted
+#    build never leaves a half-filled cache.
+#
+# Environment: CONTAINERD24_VERSION (default v2.4.2), CONTAINERD24_DIR, DEPS_SKIP_APT=1 (check only, install nothing
+# with apt).
+set -euo pipefail
+
+CONTAINERD24_VERSION=${CONTAINERD24_VERSION:-v2.4.2}
+CACHE=/var/cache/containerd-shim-pod-v2
+CONTAINERD24_DIR=${CONTAINERD24_DIR:-$CACHE/containerd-${CONTAINERD24_VERSION}/bin}
+PACKAGES=(runc containerd busybox-static criu uidmap iproute2 util-linux mount procps libseccomp-dev ca-certificates)
+
+log() { echo "deps: $*" >&2; }
+die() {
+	echo "deps: ERROR: $*" >&2
+	exit 1
+}
+
+[ "$(id -u)" = 0 ] || die "must run as root (the suite starts containerd and runc)"
+command -v dpkg-query >/dev/null || die "dpkg-query not found: this script supports Debian (12) only"
+
+# --- Debian packages ----------------------------------------------------------------------------------------------
+missing=()
+for p in "${PACKAGES[@]}"; do
+	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+	[ "$st" = "install ok installed" ] || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	[ "${DEPS_SKIP_APT:-}" = 1 ] && die "missing Debian packages: ${missing[*]} (DEPS_SKIP_APT=1 is set)"
+	log "installing Debian packages: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q || die "apt-get update failed"
+	apt-get install -y -q --no-install-recommends "${missing[@]}" || die "apt-get install ${missing[*]} failed"
+else
+	log "Debian packages present: ${PACKAGES[*]}"
+fi
+
+# The Debian containerd package enables and starts the host's containerd. We never use it (the suite and the demo
+# run private daemons) and we leave it as it is.
+for b in /usr/sbin/runc /usr/bin/containerd /usr/bin/ctr /usr/bin/containerd-shim-runc-v2 /bin/busybox; do
+	[ -x "$b" ] || die "$b missing after installing packages"
+done
+if LC_ALL=C grep -aq 'ld-linux' <(head -c 4096 /bin/busybox); then
+	die "/bin/busybox is dynamically linked: install busybox-static (it replaces busybox)"
+fi
+
+# --- Go -----------------------------------------------------------------------------------------------------------
+command -v go >/dev/null || die "go not found on PATH: install Go >= 1.26.6 (https://go.dev/dl/) first"
+log "$(go version)"
+
+# --- containerd 2.4 -----------------------------------------------------------------------------------------------
+want=${CONTAINERD24_VERSION#v}
+have_ok() { # binary version-flag
+	[ -x "$CONTAINERD24_DIR/$1" ] || return 1
+	local out
+	out=$("$CONTAINERD24_DIR/$1" "$2" 2>/dev/null) || return 1
+	[[ "$out" == *" $want"* ]]
+}
+need=()
+have_ok containerd --version || need+=(containerd)
+have_ok ctr --version || need+=(ctr)
+have_ok containerd-shim-runc-v2 -v || need+=(containerd-shim-runc-v2)
+# containerd-shim-runc-v2 -v prints "Version:  2.4.2+unknown": have_ok's " $want" matches it too.
+
+if [ ${#need[@]} -gt 0 ]; then
+	log "building containerd ${CONTAINERD24_VERSION} (${need[*]}) into $CONTAINERD24_DIR (3-5 minutes the first time)"
+	mkdir -p "$CACHE" "$CONTAINERD24_DIR"
+	tmp=$(mktemp -d "$CACHE/.build.XXXXXX")
+	trap 'rm -rf "$tmp"' EXIT
+	pkgs=()
+	for b in "${need[@]}"; do pkgs+=("github.com/containerd/containerd/v2/cmd/$b@${CONTAINERD24_VERSION}"); done
+	start=$(date +%s)
+	# -tags no_btrfs: no btrfs headers needed. cwd /: never pick up a go.mod or go.work.
+	(cd / && GOBIN="$tmp" GOFLAGS=-buildvcs=false go install -tags no_btrfs "${pkgs[@]}") ||
+		die "go install of containerd ${CONTAINERD24_VERSION} failed (is the Go module proxy reachable? GOPROXY=$(go env GOPROXY))"
+	for b in "${need[@]}"; do
+		[ -x "$tmp/$b" ] || die "go install produced no $b"
+		mv -f "$tmp/$b" "$CONTAINERD24_DIR/$b"
+	done
+	log "built ${need[*]} in $(($(date +%s) - start)) s"
+fi
+for b in containerd ctr; do have_ok $b --version || die "$CONTAINERD24_DIR/$b is not version $want"; done
+have_ok containerd-shim-runc-v2 -v || die "$CONTAINERD24_DIR/containerd-shim-runc-v2 is not version $want"
+log "containerd ${CONTAINERD24_VERSION}: $CONTAINERD24_DIR/{containerd,ctr,containerd-shim-runc-v2}"
+
+# --- kernel features the suite relies on ----------------------------------------------------------------------------
+grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || true
+grep -qw overlay /proc/filesystems || die "the kernel has no overlay filesystem (needed by the overlayfs snapshotter)"
+log "ok"
