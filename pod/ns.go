@@ -112,6 +112,13 @@ func CreatePinned(dir string, r Runner, req Request) (_ *Namespaces, retErr erro
 			ns.Release()
 		}
 	}()
+	if !req.NewUser {
+		// A network namespace alone needs no child.
+		if err := pinNewNet(ns, dir); err != nil {
+			return nil, err
+		}
+		return ns, nil
+	}
 	// lo comes up while the holder is killed and reaped.
 	var lo chan error
 	afterPin := func(pinErr error) {

@@ -408,9 +408,17 @@ func TestAdoptRefusals(t *testing.T) {
 }
 
 func BenchmarkCreatePinned(b *testing.B) {
+	benchCreatePinned(b, Request{NewUser: true, NewNet: true, UIDMappings: podMaps, GIDMappings: podMaps})
+}
+
+// A network namespace alone is made by a thread of the shim, with no child.
+func BenchmarkCreatePinnedNetOnly(b *testing.B) {
+	benchCreatePinned(b, Request{NewNet: true})
+}
+
+func benchCreatePinned(b *testing.B, req Request) {
 	needRoot(b)
 	root := b.TempDir()
-	req := Request{NewUser: true, NewNet: true, UIDMappings: podMaps, GIDMappings: podMaps}
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
 		dir := filepath.Join(root, strconv.Itoa(i))
