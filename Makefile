@@ -55,12 +55,10 @@ vet:
 demo: deps build
 	SHIM_BINARY=$(CURDIR)/$(BIN) scripts/demo.sh
 
-bench:
-	@if [ -d bench ] && ls bench/*.go >/dev/null 2>&1; then \
-		$(GO) run ./bench; \
-	else \
-		echo "bench: not yet (no ./bench package)"; \
-	fi
+# Ours against containerd-shim-runc-v2 under one private containerd 1.6; writes docs/BENCHMARKS.md.
+# BENCH_ARGS: e.g. -n 30 -big 5.
+bench: deps build
+	$(GO) run ./bench -shim $(BIN) $(BENCH_ARGS)
 
 clean:
 	rm -rf bin

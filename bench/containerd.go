@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const image = "docker.io/library/podtest:latest"
+
+// daemon is a private containerd 1.6 in a temporary directory.
+type daemon struct {
+	dir, sock string
+	cmd       *exec.Cmd
+	env       []string
+}
+
+func startContainerd(shimDir string) (*daemon, error) {
+	dir, err := os.MkdirTemp("", "podv2-bench-")
+	if err != nil {
+		return nil, err
+	}
+	// A user-namespaced pod's root must be able to reach its bundle.
+	os.Chmod(dir, 0o711)
+	d := &daemon{dir: dir, sock: filepath.Join(dir, "c.sock")}
+	config := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = %q
+[ttrpc]
+  address = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), d.sock, d.sock+".ttrpc")
+	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(config), 0o600); err != nil {
+		return nil, err
+	}
+	d.env = append(os.Environ(), "PATH="+shimDir+":"+os.Getenv("PATH"))
+	log, err := os.Create(filepath.Join(dir, "containerd.log"))
+	if err != nil {
+		return nil, err
+	}
+	d.cmd = exec.Command("/usr/bin/containerd", "--config", filepath.Join(dir, "config.toml"))
+	d.cmd.Env = d.env
+	d.cmd.Stdout, d.cmd.Stderr = log, log
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := d.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start containerd: %w", err)
+	}
+	for i := 0; i < 100 && !exists(d.sock); i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	archive := filepath.Join(dir, "image.tar")
+	mk := exec.Command("go", "run", "./cmd/mkimage", "-o", archive)
+	mk.Dir = "integration"
+	if out, err := mk.CombinedOutput(); err != nil {
+		d.stop()
+		return nil, fmt.Errorf("build image: %v: %s", err, out)
+	}
+	if _, err := d.ctr(nil, "images", "import", archive); err != nil {
+		d.stop()
+		return nil, err
+	}
+	return d, nil
+}
+
+// ctr runs ctr against the daemon, bounded to two minutes.
+func (d *daemon) ctr(stdin io.Reader, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "/usr/bin/ctr", append([]string{"--address", d.sock, "--namespace", "bench"}, args...)...)
+	cmd.Stdin = stdin
+	var out strings.Builder
+	cmd.Stdout = &out
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("ctr %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return out.String(), nil
+}
+
+// timed runs ctr and returns its wall time.
+func (d *daemon) timed(stdin io.Reader, stdout io.Writer, args ...string) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "/usr/bin/ctr", append([]string{"--address", d.sock, "--namespace", "bench"}, args...)...)
+	cmd.Stdin, cmd.Stdout = stdin, stdout
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	start := time.Now()
+	err := cmd.Run()
+	took := time.Since(start)
+	if err != nil {
+		return took, fmt.Errorf("ctr %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return took, nil
+}
+
+// removeAll kills and removes every task and container.
+func (d *daemon) removeAll() {
+	if out, err := d.ctr(nil, "tasks", "ls", "-q"); err == nil {
+		for _, id := range strings.Fields(out) {
+			d.ctr(nil, "tasks", "kill", "-s", "SIGKILL", id)
+		}
+		time.Sleep(300 * time.Millisecond)
+		for _, id := range strings.Fields(out) {
+			d.ctr(nil, "tasks", "rm", "-f", id)
+		}
+	}
+	if out, err := d.ctr(nil, "containers", "ls", "-q"); err == nil {
+		for _, id := range strings.Fields(out) {
+			d.ctr(nil, "containers", "rm", id)
+		}
+	}
+}
+
+func (d *daemon) stop() {
+	d.removeAll()
+	if d.cmd != nil && d.cmd.Process != nil {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		d.cmd.Wait()
+	}
+	// Mounts left under the directory would make its removal fail.
+	exec.Command("sh", "-c", "grep -o ' "+d.dir+"[^ ]*' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l").Run()
+	os.RemoveAll(d.dir)
+}

@@ -1,0 +1,62 @@
+// Command bench measures containerd-shim-pod-v2 against containerd-shim-runc-v2
+// side by side, under one private containerd, pair by pair (ours, then the
+// reference), and writes the table to docs/BENCHMARKS.md.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+)
+
+const (
+	ours      = "io.containerd.pod.v2"
+	reference = "io.containerd.runc.v2"
+)
+
+func main() {
+	n := flag.Int("n", 20, "pairs for the latency measurements")
+	big := flag.Int("big", 3, "pairs for the 1 GiB measurements")
+	shimBin := flag.String("shim", "bin/containerd-shim-pod-v2", "the shim binary to measure")
+	out := flag.String("out", "docs/BENCHMARKS.md", "where to write the report")
+	flag.Parse()
+
+	shim, err := filepath.Abs(*shimBin)
+	if err != nil || !exists(shim) {
+		fatalf("shim binary %s missing: run make build", *shimBin)
+	}
+	d, err := startContainerd(filepath.Dir(shim))
+	if err != nil {
+		fatalf("%v", err)
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		d.stop()
+		os.Exit(130)
+	}()
+	rows, err := measureAll(d, *n, *big)
+	d.stop()
+	if err != nil {
+		fatalf("%v", err)
+	}
+	report := renderReport(rows, shim, *n, *big)
+	fmt.Print(report)
+	if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
+		fatalf("write %s: %v", *out, err)
+	}
+}
+
+func fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
