@@ -104,10 +104,7 @@ func (s *Service) exited(ref *procRef, e process.Exit) {
 			s.publishExit(c.id, ref.exec.ID, e)
 			c.running--
 		}
-		var held *process.Exit
-		if c.running == 0 && c.heldInitExit != nil {
-			held, c.heldInitExit = c.heldInitExit, nil
-		}
+		held := c.releaseHeldInitExitLocked()
 		c.mu.Unlock()
 		if held != nil {
 			s.initExited(c, *held)
@@ -143,10 +140,7 @@ func (s *Service) initExited(c *container, e process.Exit) {
 func (s *Service) execStartFailed(c *container) {
 	c.mu.Lock()
 	c.running--
-	var held *process.Exit
-	if c.running == 0 && c.heldInitExit != nil {
-		held, c.heldInitExit = c.heldInitExit, nil
-	}
+	held := c.releaseHeldInitExitLocked()
 	c.mu.Unlock()
 	if held != nil {
 		s.initExited(c, *held)
@@ -171,4 +165,15 @@ func (s *Service) publishExit(containerID, id string, e process.Exit) {
 		ExitStatus:  uint32(e.Status),
 		ExitedAt:    timestamppb.New(e.Timestamp),
 	})
+}
+
+// releaseHeldInitExitLocked hands over init's held exit once no exec runs.
+// c.mu is held.
+func (c *container) releaseHeldInitExitLocked() *process.Exit {
+	if c.running > 0 || c.heldInitExit == nil {
+		return nil
+	}
+	held := c.heldInitExit
+	c.heldInitExit = nil
+	return held
 }

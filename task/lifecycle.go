@@ -16,6 +16,19 @@ import (
 	"github.com/podv2/containerd-shim-pod-v2/process"
 )
 
+// procOf returns the process a request names: the container's init for an
+// empty exec id, else that exec.
+func (s *Service) procOf(id, execID string) (*container, *process.Process, error) {
+	c, e, err := s.getProcess(id, execID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if e != nil {
+		return c, &e.Process, nil
+	}
+	return c, &c.init.Process, nil
+}
+
 // Start starts a created container's init, or a created exec.
 func (s *Service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.StartResponse, error) {
 	c, e, err := s.getProcess(r.ID, r.ExecID)
@@ -115,13 +128,9 @@ func (s *Service) Kill(ctx context.Context, r *taskapi.KillRequest) (*emptypb.Em
 
 // Wait blocks until the process has exited, or the request is cancelled.
 func (s *Service) Wait(ctx context.Context, r *taskapi.WaitRequest) (*taskapi.WaitResponse, error) {
-	c, e, err := s.getProcess(r.ID, r.ExecID)
+	_, p, err := s.procOf(r.ID, r.ExecID)
 	if err != nil {
 		return nil, toRPC(err)
-	}
-	p := &c.init.Process
-	if e != nil {
-		p = &e.Process
 	}
 	select {
 	case <-p.Exited():
@@ -134,13 +143,9 @@ func (s *Service) Wait(ctx context.Context, r *taskapi.WaitRequest) (*taskapi.Wa
 
 // State reports a process's status and stdio.
 func (s *Service) State(ctx context.Context, r *taskapi.StateRequest) (*taskapi.StateResponse, error) {
-	c, e, err := s.getProcess(r.ID, r.ExecID)
+	c, p, err := s.procOf(r.ID, r.ExecID)
 	if err != nil {
 		return nil, toRPC(err)
-	}
-	p := &c.init.Process
-	if e != nil {
-		p = &e.Process
 	}
 	status, at := p.ExitInfo()
 	resp := &taskapi.StateResponse{
@@ -210,13 +215,9 @@ func (s *Service) Resume(ctx context.Context, r *taskapi.ResumeRequest) (*emptyp
 
 // CloseIO closes a process's stdin.
 func (s *Service) CloseIO(ctx context.Context, r *taskapi.CloseIORequest) (*emptypb.Empty, error) {
-	c, e, err := s.getProcess(r.ID, r.ExecID)
+	_, p, err := s.procOf(r.ID, r.ExecID)
 	if err != nil {
 		return nil, toRPC(err)
-	}
-	p := &c.init.Process
-	if e != nil {
-		p = &e.Process
 	}
 	if r.Stdin {
 		if err := p.CloseStdin(); err != nil {
@@ -228,13 +229,9 @@ func (s *Service) CloseIO(ctx context.Context, r *taskapi.CloseIORequest) (*empt
 
 // ResizePty resizes a process's terminal.
 func (s *Service) ResizePty(ctx context.Context, r *taskapi.ResizePtyRequest) (*emptypb.Empty, error) {
-	c, e, err := s.getProcess(r.ID, r.ExecID)
+	_, p, err := s.procOf(r.ID, r.ExecID)
 	if err != nil {
 		return nil, toRPC(err)
-	}
-	p := &c.init.Process
-	if e != nil {
-		p = &e.Process
 	}
 	if err := p.Resize(r.Width, r.Height); err != nil {
 		return nil, toRPC(err)
