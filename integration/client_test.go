@@ -51,12 +51,11 @@ func newClient(t *testing.T, c *harness.Containerd) (*client.Client, context.Con
 
 // clientContainer is a container made through the Go client.
 type clientContainer struct {
-	c         client.Container
-	task      client.Task
-	exitC     <-chan client.ExitStatus
-	stdout    *syncBuffer
-	stderr    *syncBuffer
-	deleteErr error
+	c      client.Container
+	task   client.Task
+	exitC  <-chan client.ExitStatus
+	stdout *syncBuffer
+	stderr *syncBuffer
 }
 
 type containerSpec struct {
