@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/debug"
 
 	"github.com/containerd/ttrpc"
@@ -45,6 +46,7 @@ type Handlers struct {
 
 // Run parses the command line and runs the action asked for. It exits the process.
 func Run(h Handlers) {
+	limitProcs()
 	cfg, action, err := parseFlags(os.Args[1:])
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", Name, err)
@@ -55,6 +57,18 @@ func Run(h Handlers) {
 		os.Exit(1)
 	}
 	os.Exit(0)
+}
+
+// limitProcs runs Go code on one thread at a time unless GOMAXPROCS says
+// otherwise. The shim's work is short bursts between waits, and the kernel
+// moves the containers' bytes (splice): with one P no thread spins looking
+// for work and none is woken to take a goroutine over, CPU the runtime
+// (runc) it is waiting for gets instead. Blocking system calls still get
+// threads of their own.
+func limitProcs() {
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+	}
 }
 
 func run(h Handlers, cfg *Config, action string) error {
