@@ -99,7 +99,7 @@ func (r *Runtime) globalArgs() []string {
 }
 
 func (r *Runtime) command(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, r.binary(), append(r.globalArgs(), args...)...)
+	cmd := exec.CommandContext(ctx, lookPath(r.binary()), append(r.globalArgs(), args...)...)
 	cmd.Env = os.Environ()
 	// The runtime must not die with the shim's process group signals.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -120,30 +120,52 @@ func (r *Runtime) run(cmd *exec.Cmd, op string) ([]byte, error) {
 	if cmd.Stderr == nil {
 		cmd.Stderr = &stderr
 	}
+	logOffset, err := r.start(cmd, op)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.wait(cmd, op, logOffset, &stdout, &stderr); err != nil {
+		return nil, err
+	}
+	return stdout.Bytes(), nil
+}
+
+// start starts the runtime through the reaper. It returns where the
+// runtime's log ended, for wait to read only what this call logged.
+func (r *Runtime) start(cmd *exec.Cmd, op string) (int64, error) {
 	var logOffset int64
 	if r.LogPath != "" {
 		if st, err := os.Stat(r.LogPath); err == nil {
 			logOffset = st.Size()
 		}
 	}
-	status, err := r.Reaper.Run(cmd)
-	if err != nil {
+	if err := r.Reaper.Start(cmd); err != nil {
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
-			return nil, &Error{Op: op, Message: fmt.Sprintf("runtime binary %q: %v", r.binary(), err), Err: ErrRuntimeMissing}
+			return 0, &Error{Op: op, Message: fmt.Sprintf("runtime binary %q: %v", r.binary(), err), Err: ErrRuntimeMissing}
 		}
-		return nil, &Error{Op: op, Err: err}
+		return 0, &Error{Op: op, Err: err}
 	}
-	if status != 0 {
-		msg := r.lastLogError(logOffset)
-		if msg == "" {
-			msg = strings.TrimSpace(stderr.String())
-		}
-		if msg == "" {
-			msg = strings.TrimSpace(stdout.String())
-		}
-		return nil, &Error{Op: fmt.Sprintf("%s %s", filepath.Base(r.binary()), op), Message: msg, Err: fmt.Errorf("exit status %d", status)}
+	return logOffset, nil
+}
+
+// wait waits for a runtime started by start; a non-zero exit becomes an
+// Error with the runtime's last logged error, or else what it printed.
+func (r *Runtime) wait(cmd *exec.Cmd, op string, logOffset int64, stdout, stderr *bytes.Buffer) error {
+	status, err := r.Reaper.Wait(cmd)
+	if err != nil {
+		return &Error{Op: op, Err: err}
 	}
-	return stdout.Bytes(), nil
+	if status == 0 {
+		return nil
+	}
+	msg := r.lastLogError(logOffset)
+	if msg == "" {
+		msg = strings.TrimSpace(stderr.String())
+	}
+	if msg == "" {
+		msg = strings.TrimSpace(stdout.String())
+	}
+	return &Error{Op: fmt.Sprintf("%s %s", filepath.Base(r.binary()), op), Message: msg, Err: fmt.Errorf("exit status %d", status)}
 }
 
 // lastLogError returns the last error message the runtime logged after offset.
@@ -229,35 +251,13 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	return err
 }
 
-// Exec runs `exec --detach` with the process spec written to a file.
-func (r *Runtime) Exec(ctx context.Context, id string, spec *specs.Process, dir string, o ExecOpts) error {
-	f, err := os.CreateTemp(dir, ".process-*.json")
-	if err != nil {
-		return fmt.Errorf("write exec process spec: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if err := json.NewEncoder(f).Encode(spec); err != nil {
-		f.Close()
-		return fmt.Errorf("write exec process spec: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write exec process spec: %w", err)
-	}
-	args := []string{"exec", "--detach", "--process", f.Name()}
-	if o.PidFile != "" {
-		args = append(args, "--pid-file", o.PidFile)
-	}
-	if o.ConsoleSocket != "" {
-		args = append(args, "--console-socket", o.ConsoleSocket)
-	}
-	cmd := r.command(ctx, append(args, id)...)
-	null, err := setStdio(cmd, o.Stdio)
+// Exec runs `exec --detach`: the process is running when it returns.
+func (r *Runtime) Exec(ctx context.Context, id string, spec *specs.Process, o ExecOpts) error {
+	p, err := r.StartExec(id, o)
 	if err != nil {
 		return err
 	}
-	defer null.Close()
-	_, err = r.run(cmd, "exec")
-	return err
+	return p.Run(spec)
 }
 
 // Kill sends sig to the container's init, or with all to every process of it.

@@ -20,13 +20,13 @@ import (
 
 // Exec adds an exec process to a running container; Start runs it.
 func (s *Service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (*emptypb.Empty, error) {
-	if err := s.addExec(r); err != nil {
+	if err := s.addExec(ctx, r); err != nil {
 		return nil, toRPC(err)
 	}
 	return &emptypb.Empty{}, nil
 }
 
-func (s *Service) addExec(r *taskapi.ExecProcessRequest) error {
+func (s *Service) addExec(ctx context.Context, r *taskapi.ExecProcessRequest) error {
 	c, err := s.get(r.ID)
 	if err != nil {
 		return err
@@ -49,9 +49,15 @@ func (s *Service) addExec(r *taskapi.ExecProcessRequest) error {
 	}
 	stdio := pio.Config{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
 	e := process.NewExec(c.init, r.ExecID, &spec, stdio)
+	if c.hasExec(r.ExecID) {
+		return alreadyExists("exec %s in container %s", r.ExecID, c.id)
+	}
+	// Readied before anyone can see it, so Start and Delete find it whole.
+	e.Prepare(ctx)
 	c.mu.Lock()
 	if _, ok := c.execs[r.ExecID]; ok {
 		c.mu.Unlock()
+		_ = e.Delete()
 		return alreadyExists("exec %s in container %s", r.ExecID, c.id)
 	}
 	c.execs[r.ExecID] = &execProc{Exec: e, ref: &procRef{c: c, exec: e}}
@@ -80,6 +86,30 @@ func (s *Service) startExec(ctx context.Context, c *container, e *execProc) erro
 	s.pub.Publish(TopicExecStarted, &eventstypes.TaskExecStarted{ContainerID: c.id, ExecID: e.ID, Pid: uint32(e.Pid())})
 	s.release(e.ref)
 	return nil
+}
+
+func (c *container) hasExec(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.execs[id]
+	return ok
+}
+
+// discardCreatedExecs releases the execs of a deleted container that were
+// added but never started: their prepared runtime is waiting for a spec.
+func (s *Service) discardCreatedExecs(c *container) {
+	c.mu.Lock()
+	var created []*execProc
+	for id, e := range c.execs {
+		if e.Status() == process.Created {
+			created = append(created, e)
+			delete(c.execs, id)
+		}
+	}
+	c.mu.Unlock()
+	for _, e := range created {
+		_ = e.Delete()
+	}
 }
 
 // Pids lists the container's processes; those of execs carry their exec id.

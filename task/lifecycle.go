@@ -86,6 +86,7 @@ func (s *Service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskap
 		}
 	}
 	c.init.MarkDeleted()
+	s.discardCreatedExecs(c)
 	if c.stopOOM != nil {
 		c.stopOOM()
 	}

@@ -1,0 +1,169 @@
+package process
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// pendingExecTimeout bounds how long a started runtime waits for its process
+// spec. A client that never starts its exec costs a waiting runtime process
+// for this long; starting it later falls back to a fresh runtime.
+const pendingExecTimeout = 30 * time.Second
+
+// minPipeCapacity is what a pipe holds before a write blocks, at the least
+// (a root-owned pipe is never shrunk below the default 16 pages).
+const minPipeCapacity = 16 * 4096
+
+// specFD is where the runtime finds the read end of the spec pipe: the first
+// of its ExtraFiles. The runtime's own child (`runc init`) gets its sync pipes
+// dup'ed onto fds from 3 up, so this one never reaches the container.
+const specFD = 3
+
+// PendingExec is a runtime `exec --detach` started before its process is
+// known. The runtime starts up (a Go program loading the container's state)
+// and then blocks reading the process spec from a pipe: nothing has happened
+// to the container until Run hands the spec over. Starting it when containerd
+// adds the exec lets that start-up overlap the client's round trips to Start.
+type PendingExec struct {
+	r         *Runtime
+	cmd       *exec.Cmd
+	logOffset int64
+
+	// specR is the shim's copy of the pipe's read end: what is still in the
+	// pipe after the runtime failed tells whether it read the spec at all.
+	specR *os.File
+
+	// mu guards state, spec and timer: a pending exec is either run or
+	// aborted, once.
+	mu    sync.Mutex
+	state pendingState
+	spec  *os.File // the write end of the spec pipe
+	timer *time.Timer
+}
+
+type pendingState int
+
+const (
+	pendingWaiting pendingState = iota // the runtime waits for the spec
+	pendingRun                         // Run took it
+	pendingAborted                     // killed: Run reports ErrPendingGone
+)
+
+// ErrPendingGone is returned by Run when the pending runtime ended without
+// reading the spec: it was aborted (it waited too long), or it failed on the
+// container's state as it was when it started (paused then, running now).
+// The container is untouched; the caller starts a fresh runtime.
+var ErrPendingGone = errors.New("pending runtime exec ended before reading its process spec")
+
+// StartExec starts `exec --detach` reading its process spec from a pipe.
+// The process's stdio in o goes to the runtime now.
+func (r *Runtime) StartExec(id string, o ExecOpts) (*PendingExec, error) {
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("exec process spec pipe: %w", err)
+	}
+	args := []string{"exec", "--detach", "--process", fmt.Sprintf("/proc/self/fd/%d", specFD)}
+	if o.PidFile != "" {
+		args = append(args, "--pid-file", o.PidFile)
+	}
+	if o.ConsoleSocket != "" {
+		args = append(args, "--console-socket", o.ConsoleSocket)
+	}
+	// Not the request's context: the runtime outlives the Exec request.
+	cmd := r.command(context.Background(), append(args, id)...)
+	null, err := setStdio(cmd, o.Stdio)
+	if err != nil {
+		specR.Close()
+		specW.Close()
+		return nil, err
+	}
+	cmd.ExtraFiles = []*os.File{specR}
+	logOffset, err := r.start(cmd, "exec")
+	null.Close() // the runtime holds its own copy now
+	if err != nil {
+		specR.Close()
+		specW.Close()
+		return nil, err
+	}
+	p := &PendingExec{r: r, cmd: cmd, logOffset: logOffset, specR: specR, spec: specW}
+	p.timer = time.AfterFunc(pendingExecTimeout, p.Abort)
+	return p, nil
+}
+
+// Run hands the runtime the process spec and waits for it to exit: the
+// process is running when Run returns nil.
+func (p *PendingExec) Run(spec *specs.Process) error {
+	data, err := json.Marshal(spec)
+	if err != nil {
+		p.Abort()
+		return fmt.Errorf("marshal exec process spec: %w", err)
+	}
+	p.mu.Lock()
+	if p.state != pendingWaiting {
+		p.mu.Unlock()
+		return ErrPendingGone
+	}
+	p.state = pendingRun
+	p.timer.Stop()
+	w := p.spec
+	p.spec = nil
+	p.mu.Unlock()
+
+	// The write end is closed once the spec is in: a runtime may read to
+	// EOF. A spec that fits in the pipe is written at once; a larger one is
+	// written as the runtime reads, and if the runtime dies first, closing
+	// the shim's read end below ends that write.
+	written := make(chan struct{})
+	write := func() {
+		defer close(written)
+		w.Write(data)
+		w.Close()
+	}
+	if len(data) <= minPipeCapacity {
+		write()
+	} else {
+		go write()
+	}
+	var stdout, stderr bytes.Buffer // the process's stdio is the runtime's: nothing lands here
+	err = p.r.wait(p.cmd, "exec", p.logOffset, &stdout, &stderr)
+	unread := -1
+	if err != nil {
+		unread, _ = unix.IoctlGetInt(int(p.specR.Fd()), unix.TIOCINQ)
+	}
+	p.specR.Close()
+	<-written
+	if unread == len(data) {
+		return ErrPendingGone
+	}
+	return err
+}
+
+// Abort ends a pending exec that will not run: the runtime is killed before
+// it has read a spec, so the container is untouched. Safe to call more than
+// once, and after Run (then it does nothing).
+func (p *PendingExec) Abort() {
+	p.mu.Lock()
+	if p.state != pendingWaiting {
+		p.mu.Unlock()
+		return
+	}
+	p.state = pendingAborted
+	p.timer.Stop()
+	w := p.spec
+	p.spec = nil
+	p.mu.Unlock()
+	p.cmd.Process.Kill()
+	w.Close()
+	p.specR.Close()
+	p.r.Reaper.Wait(p.cmd)
+}
