@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"sync"
 	"time"
 
@@ -35,9 +34,8 @@ const specFD = 3
 // to the container until Run hands the spec over. Starting it when containerd
 // adds the exec lets that start-up overlap the client's round trips to Start.
 type PendingExec struct {
-	r         *Runtime
-	cmd       *exec.Cmd
-	logOffset int64
+	r    *Runtime
+	call *runtimeCall
 
 	// specR is the shim's copy of the pipe's read end: what is still in the
 	// pipe after the runtime failed tells whether it read the spec at all.
@@ -88,14 +86,14 @@ func (r *Runtime) StartExec(id string, o ExecOpts) (*PendingExec, error) {
 		return nil, err
 	}
 	cmd.ExtraFiles = []*os.File{specR}
-	logOffset, err := r.start(cmd, "exec")
+	call, err := r.start(cmd, "exec")
 	null.Close() // the runtime holds its own copy now
 	if err != nil {
 		specR.Close()
 		specW.Close()
 		return nil, err
 	}
-	p := &PendingExec{r: r, cmd: cmd, logOffset: logOffset, specR: specR, spec: specW}
+	p := &PendingExec{r: r, call: call, specR: specR, spec: specW}
 	p.timer = time.AfterFunc(pendingExecTimeout, p.Abort)
 	return p, nil
 }
@@ -135,7 +133,10 @@ func (p *PendingExec) Run(spec *specs.Process) error {
 		go write()
 	}
 	var stdout, stderr bytes.Buffer // the process's stdio is the runtime's: nothing lands here
-	err = p.r.wait(p.cmd, "exec", p.logOffset, &stdout, &stderr)
+	// From here the runtime's time is on the request's path; its start-up
+	// before was not.
+	p.call.started = time.Now()
+	err = p.r.wait(p.call, &stdout, &stderr)
 	unread := -1
 	if err != nil {
 		unread, _ = unix.IoctlGetInt(int(p.specR.Fd()), unix.TIOCINQ)
@@ -162,8 +163,8 @@ func (p *PendingExec) Abort() {
 	w := p.spec
 	p.spec = nil
 	p.mu.Unlock()
-	p.cmd.Process.Kill()
+	p.call.cmd.Process.Kill()
 	w.Close()
 	p.specR.Close()
-	p.r.Reaper.Wait(p.cmd)
+	p.r.Reaper.Wait(p.call.cmd)
 }

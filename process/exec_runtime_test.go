@@ -105,7 +105,7 @@ func TestPendingExecAbort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid := p.cmd.Process.Pid
+	pid := p.call.cmd.Process.Pid
 	p.Abort()
 	p.Abort()
 	if err := p.Run(&specs.Process{Args: []string{"true"}}); !errors.Is(err, ErrPendingGone) {

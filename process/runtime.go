@@ -7,12 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -120,45 +122,54 @@ func (r *Runtime) run(cmd *exec.Cmd, op string) ([]byte, error) {
 	if cmd.Stderr == nil {
 		cmd.Stderr = &stderr
 	}
-	logOffset, err := r.start(cmd, op)
+	call, err := r.start(cmd, op)
 	if err != nil {
 		return nil, err
 	}
-	if err := r.wait(cmd, op, logOffset, &stdout, &stderr); err != nil {
+	if err := r.wait(call, &stdout, &stderr); err != nil {
 		return nil, err
 	}
 	return stdout.Bytes(), nil
 }
 
-// start starts the runtime through the reaper. It returns where the
-// runtime's log ended, for wait to read only what this call logged.
-func (r *Runtime) start(cmd *exec.Cmd, op string) (int64, error) {
-	var logOffset int64
+// runtimeCall is one invocation of the runtime, started by start.
+type runtimeCall struct {
+	cmd       *exec.Cmd
+	op        string
+	logOffset int64 // where the runtime's log ended: wait reads only what this call logged
+	started   time.Time
+}
+
+// start starts the runtime through the reaper.
+func (r *Runtime) start(cmd *exec.Cmd, op string) (*runtimeCall, error) {
+	call := &runtimeCall{cmd: cmd, op: op, started: time.Now()}
 	if r.LogPath != "" {
 		if st, err := os.Stat(r.LogPath); err == nil {
-			logOffset = st.Size()
+			call.logOffset = st.Size()
 		}
 	}
 	if err := r.Reaper.Start(cmd); err != nil {
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
-			return 0, &Error{Op: op, Message: fmt.Sprintf("runtime binary %q: %v", r.binary(), err), Err: ErrRuntimeMissing}
+			return nil, &Error{Op: op, Message: fmt.Sprintf("runtime binary %q: %v", r.binary(), err), Err: ErrRuntimeMissing}
 		}
-		return 0, &Error{Op: op, Err: err}
+		return nil, &Error{Op: op, Err: err}
 	}
-	return logOffset, nil
+	return call, nil
 }
 
 // wait waits for a runtime started by start; a non-zero exit becomes an
 // Error with the runtime's last logged error, or else what it printed.
-func (r *Runtime) wait(cmd *exec.Cmd, op string, logOffset int64, stdout, stderr *bytes.Buffer) error {
-	status, err := r.Reaper.Wait(cmd)
+func (r *Runtime) wait(call *runtimeCall, stdout, stderr *bytes.Buffer) error {
+	op := call.op
+	status, err := r.Reaper.Wait(call.cmd)
+	slog.Debug("runtime", "op", op, "took", time.Since(call.started), "status", status)
 	if err != nil {
 		return &Error{Op: op, Err: err}
 	}
 	if status == 0 {
 		return nil
 	}
-	msg := r.lastLogError(logOffset)
+	msg := r.lastLogError(call.logOffset)
 	if msg == "" {
 		msg = strings.TrimSpace(stderr.String())
 	}

@@ -39,6 +39,10 @@ func serve(ctx context.Context, h Handlers, cfg *Config) error {
 		ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()),
 		ttrpc.WithUnaryServerInterceptor(func(ctx context.Context, u ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, m ttrpc.Method) (_ any, err error) {
 			defer trim.touch()
+			if slog.Default().Enabled(ctx, slog.LevelDebug) {
+				start := time.Now()
+				defer func() { slog.Debug("request", "method", info.FullMethod, "took", time.Since(start), "error", err) }()
+			}
 			// A bug in one request must not take the pod's other containers down.
 			defer func() {
 				if r := recover(); r != nil {
