@@ -17,18 +17,26 @@ const image = "docker.io/library/podtest:latest"
 // daemon is a private containerd 1.6 in a temporary directory.
 type daemon struct {
 	dir, sock string
+	shimDir   string // first on the daemon's $PATH: where the shim binary is
 	cmd       *exec.Cmd
 	env       []string
 }
 
-func startContainerd(shimDir string) (*daemon, error) {
+// startContainerd starts a private containerd with the shim of shimDir
+// first on its $PATH; with debug, at debug level, so that it starts shims
+// with -debug.
+func startContainerd(shimDir string, debug bool) (*daemon, error) {
 	dir, err := os.MkdirTemp("", "podv2-bench-")
 	if err != nil {
 		return nil, err
 	}
 	// A user-namespaced pod's root must be able to reach its bundle.
 	os.Chmod(dir, 0o711)
-	d := &daemon{dir: dir, sock: filepath.Join(dir, "c.sock")}
+	d := &daemon{dir: dir, sock: filepath.Join(dir, "c.sock"), shimDir: shimDir}
+	level := "info"
+	if debug {
+		level = "debug"
+	}
 	config := fmt.Sprintf(`version = 2
 root = %q
 state = %q
@@ -37,7 +45,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   address = %q
 [ttrpc]
   address = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), d.sock, d.sock+".ttrpc")
+[debug]
+  level = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), d.sock, d.sock+".ttrpc", level)
 	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(config), 0o600); err != nil {
 		return nil, err
 	}

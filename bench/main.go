@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"syscall"
 )
 
@@ -22,13 +23,22 @@ func main() {
 	big := flag.Int("big", 3, "pairs for the 1 GiB measurements")
 	shimBin := flag.String("shim", "bin/containerd-shim-pod-v2", "the shim binary to measure")
 	out := flag.String("out", "docs/BENCHMARKS.md", "where to write the report")
+	only := flag.String("only", "", "run only the groups matching this regexp (run, exec, stdout, stdin, memory, share, podns); the report is printed, not written")
 	flag.Parse()
+	var onlyRE *regexp.Regexp
+	if *only != "" {
+		re, err := regexp.Compile(*only)
+		if err != nil {
+			fatalf("-only: %v", err)
+		}
+		onlyRE = re
+	}
 
 	shim, err := filepath.Abs(*shimBin)
 	if err != nil || !exists(shim) {
 		fatalf("shim binary %s missing: run make build", *shimBin)
 	}
-	d, err := startContainerd(filepath.Dir(shim))
+	d, err := startContainerd(filepath.Dir(shim), false)
 	if err != nil {
 		fatalf("%v", err)
 	}
@@ -39,13 +49,16 @@ func main() {
 		d.stop()
 		os.Exit(130)
 	}()
-	rows, err := measureAll(d, *n, *big)
+	rows, err := measureAll(d, *n, *big, onlyRE)
 	d.stop()
 	if err != nil {
 		fatalf("%v", err)
 	}
 	report := renderReport(rows, shim, *n, *big)
 	fmt.Print(report)
+	if onlyRE != nil {
+		return // a partial report does not replace the whole one
+	}
 	if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
 		fatalf("write %s: %v", *out, err)
 	}

@@ -60,61 +60,112 @@ func short(runtime string) string {
 	return "runc"
 }
 
-func measureAll(d *daemon, n, big int) ([]row, error) {
-	var rows []row
-	add := func(name, unit, target, method string, o, r, ratio float64) {
-		rows = append(rows, row{name: name, unit: unit, ours: o, ref: r, ratio: ratio, target: target, method: method})
-		fmt.Fprintf(os.Stderr, "bench: %-40s ours %10.2f %-3s reference %10.2f  ratio %.2f\n", name, o, unit, r, ratio)
+// bench is what the measurements share: the daemon, the pair counts, the
+// rows so far.
+type bench struct {
+	d       *daemon
+	n, big  int
+	devnull *os.File
+	rows    []row
+}
+
+func (b *bench) add(name, unit, target, method string, o, r, ratio float64) {
+	b.rows = append(b.rows, row{name: name, unit: unit, ours: o, ref: r, ratio: ratio, target: target, method: method})
+	if r == 0 {
+		fmt.Fprintf(os.Stderr, "bench: %-46s ours %10.2f %s\n", name, o, unit)
+		return
 	}
-	ms := func(t time.Duration) float64 { return float64(t) / float64(time.Millisecond) }
+	fmt.Fprintf(os.Stderr, "bench: %-46s ours %10.2f %-3s reference %10.2f  ratio %.2f\n", name, o, unit, r, ratio)
+}
+
+func ms(t time.Duration) float64 { return float64(t) / float64(time.Millisecond) }
+
+// group is a set of measurements run together; -only picks groups by name.
+type group struct {
+	name string
+	run  func(b *bench) error
+}
+
+var groups = []group{
+	{"run", (*bench).run},
+	{"exec", (*bench).exec},
+	{"stdout", (*bench).stdout},
+	{"stdin", (*bench).stdin},
+	{"memory", (*bench).memory},
+	{"share", (*bench).share},
+	{"podns", (*bench).podNamespaces},
+}
+
+func measureAll(d *daemon, n, big int, only *regexp.Regexp) ([]row, error) {
 	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer devnull.Close()
-
+	b := &bench{d: d, n: n, big: big, devnull: devnull}
 	// Warm up both runtimes and the image.
 	for _, rt := range []string{ours, reference} {
 		if _, err := d.timed(nil, devnull, "run", "--rm", "--null-io", "--runtime", rt, image, "warm-"+short(rt), "true"); err != nil {
 			return nil, err
 		}
 	}
-
-	o, r, ratio, err := pairs(n, func(rt string, i int) (float64, error) {
-		t, err := d.timed(nil, devnull, "run", "--rm", "--null-io", "--runtime", rt, image, fmt.Sprintf("run-%s-%d", short(rt), i), "true")
-		return ms(t), err
-	})
-	if err != nil {
-		return nil, err
-	}
-	add("ctr run --rm of /bin/true", "ms", "<= 0.95", "image, overlayfs", o, r, ratio)
-
-	for _, rt := range []string{ours, reference} {
-		if _, err := d.ctr(nil, "run", "-d", "--runtime", rt, image, "exec-"+short(rt), "sleep", "100000"); err != nil {
-			return nil, err
+	for _, g := range groups {
+		if only != nil && !only.MatchString(g.name) {
+			continue
+		}
+		if err := g.run(b); err != nil {
+			return b.rows, fmt.Errorf("%s: %w", g.name, err)
 		}
 	}
-	o, r, ratio, err = pairs(n, func(rt string, i int) (float64, error) {
-		t, err := d.timed(nil, devnull, "tasks", "exec", "--exec-id", fmt.Sprintf("e%d", i), "exec-"+short(rt), "true")
+	return b.rows, nil
+}
+
+func (b *bench) run() error {
+	o, r, ratio, err := pairs(b.n, func(rt string, i int) (float64, error) {
+		t, err := b.d.timed(nil, b.devnull, "run", "--rm", "--null-io", "--runtime", rt, image, fmt.Sprintf("run-%s-%d", short(rt), i), "true")
 		return ms(t), err
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	add("exec of /bin/true", "ms", "<= 0.95", "ctr task exec", o, r, ratio)
-	d.removeAll()
+	b.add("ctr run --rm of /bin/true", "ms", "<= 0.95", "image, overlayfs", o, r, ratio)
+	return nil
+}
 
-	o, r, ratio, err = pairs(big, func(rt string, i int) (float64, error) {
-		t, err := d.timed(nil, devnull, "run", "--rm", "--runtime", rt, image, fmt.Sprintf("out-%s-%d", short(rt), i),
+func (b *bench) exec() error {
+	for _, rt := range []string{ours, reference} {
+		if _, err := b.d.ctr(nil, "run", "-d", "--runtime", rt, image, "exec-"+short(rt), "sleep", "100000"); err != nil {
+			return err
+		}
+	}
+	defer b.d.removeAll()
+	// Execs are short: twice the pairs for a steadier median.
+	o, r, ratio, err := pairs(2*b.n, func(rt string, i int) (float64, error) {
+		t, err := b.d.timed(nil, b.devnull, "tasks", "exec", "--exec-id", fmt.Sprintf("e%d", i), "exec-"+short(rt), "true")
+		return ms(t), err
+	})
+	if err != nil {
+		return err
+	}
+	b.add("exec of /bin/true", "ms", "<= 0.95", "ctr task exec, twice the pairs", o, r, ratio)
+	return nil
+}
+
+func (b *bench) stdout() error {
+	o, r, ratio, err := pairs(b.big, func(rt string, i int) (float64, error) {
+		t, err := b.d.timed(nil, b.devnull, "run", "--rm", "--runtime", rt, image, fmt.Sprintf("out-%s-%d", short(rt), i),
 			"dd", "if=/dev/zero", "bs=1M", "count=1024")
 		return ms(t), err
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	add("1 GiB stdout, container to ctr", "ms", "<= 0.5", "dd bs=1M, ctr's stdout to /dev/null", o, r, ratio)
+	b.add("1 GiB stdout, container to ctr", "ms", "<= 0.5", "dd bs=1M, ctr's stdout to /dev/null", o, r, ratio)
+	return nil
+}
 
-	o, r, ratio, err = pairs(big, func(rt string, i int) (float64, error) {
+func (b *bench) stdin() error {
+	o, r, ratio, err := pairs(b.big, func(rt string, i int) (float64, error) {
 		pr, pw := io.Pipe()
 		go func() {
 			// ctr closes stdin only for an EOF after the task exists.
@@ -127,16 +178,19 @@ func measureAll(d *daemon, n, big int) ([]row, error) {
 			}
 			pw.Close()
 		}()
-		t, err := d.timed(pr, devnull, "run", "--rm", "--runtime", rt, image, fmt.Sprintf("in-%s-%d", short(rt), i),
+		t, err := b.d.timed(pr, b.devnull, "run", "--rm", "--runtime", rt, image, fmt.Sprintf("in-%s-%d", short(rt), i),
 			"dd", "of=/dev/null", "bs=1M")
 		pr.Close()
 		return ms(t) - 500, err
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	add("1 GiB stdin, ctr to container", "ms", "", "dd of=/dev/null, 0.5 s start delay subtracted", o, r, ratio)
+	b.add("1 GiB stdin, ctr to container", "ms", "", "dd of=/dev/null, 0.5 s start delay subtracted", o, r, ratio)
+	return nil
+}
 
+func (b *bench) memory() error {
 	for _, size := range []int{1, 10, 50} {
 		var mem [2][2]float64 // runtime -> pss, rss (MB)
 		var starts [2]float64
@@ -147,34 +201,36 @@ func measureAll(d *daemon, n, big int) ([]row, error) {
 			}
 			start := time.Now()
 			for i := 0; i < size; i++ {
-				if _, err := d.ctr(nil, "run", "-d", "--annotation", group, "--runtime", rt, image, fmt.Sprintf("m-%s-%d", short(rt), i), "sleep", "100000"); err != nil {
-					return nil, err
+				if _, err := b.d.ctr(nil, "run", "-d", "--annotation", group, "--runtime", rt, image, fmt.Sprintf("m-%s-%d", short(rt), i), "sleep", "100000"); err != nil {
+					return err
 				}
 			}
 			starts[k] = ms(time.Since(start))
 			time.Sleep(1500 * time.Millisecond)
-			pss, rss := shimMemory(rt, d.sock)
+			pss, rss := shimMemory(rt, b.d.sock)
 			mem[k] = [2]float64{pss, rss}
-			d.removeAll()
+			b.d.removeAll()
 		}
 		target := ""
 		if size <= 10 {
 			target = "<= 0.5"
 		}
-		add(fmt.Sprintf("shim PSS, %d container(s) in one pod", size), "MB", target, "smaps_rollup, all shims of the runtime", mem[0][0], mem[1][0], mem[0][0]/mem[1][0])
-		add(fmt.Sprintf("shim RSS, %d container(s) in one pod", size), "MB", "", "smaps_rollup", mem[0][1], mem[1][1], mem[0][1]/mem[1][1])
+		b.add(fmt.Sprintf("shim PSS, %d container(s) in one pod", size), "MB", target, "smaps_rollup, all shims of the runtime", mem[0][0], mem[1][0], mem[0][0]/mem[1][0])
+		b.add(fmt.Sprintf("shim RSS, %d container(s) in one pod", size), "MB", "", "smaps_rollup", mem[0][1], mem[1][1], mem[0][1]/mem[1][1])
 		if size == 50 {
-			add("start 50 containers in one pod", "ms", "", "sequential ctr run -d", starts[0], starts[1], starts[0]/starts[1])
+			b.add("start 50 containers in one pod", "ms", "", "sequential ctr run -d", starts[0], starts[1], starts[0]/starts[1])
 		}
 	}
+	return nil
+}
 
-	if ns, err := podNamespaceTime(); err == nil {
-		rows = append(rows, row{name: "create and pin a pod's user+net namespaces", unit: "ms", ours: ns, method: "go test -bench BenchmarkCreatePinned ./pod/"})
-		fmt.Fprintf(os.Stderr, "bench: pod namespaces %.2f ms\n", ns)
-	} else {
-		fmt.Fprintf(os.Stderr, "bench: pod namespace benchmark: %v\n", err)
+func (b *bench) podNamespaces() error {
+	ns, err := podNamespaceTime()
+	if err != nil {
+		return fmt.Errorf("pod namespace benchmark: %w", err)
 	}
-	return rows, nil
+	b.add("create and pin a pod's user+net namespaces", "ms", "", "go test -bench BenchmarkCreatePinned ./pod/", ns, 0, 0)
+	return nil
 }
 
 // shimMemory sums PSS and RSS (MB) of the shims of runtime serving this daemon.
