@@ -75,7 +75,7 @@ func RepoRoot() (string, error) {
 }
 
 // ShimDir returns a directory holding containerd-shim-pod-v2: $SHIM_BINARY (linked under that name) or a fresh
-// `go build -trimpath` of ./cmd/containerd-shim-pod-v2, once per test binary.
+// `CGO_ENABLED=0 go build -trimpath` of ./cmd/containerd-shim-pod-v2 (as make build), once per test binary.
 func ShimDir(t testing.TB) string {
 	t.Helper()
 	shared.shimOnce.Do(func() { shared.shimDir, shared.shimErr = buildShim() })
@@ -122,6 +122,7 @@ func buildShim() (string, error) {
 	start := time.Now()
 	cmd := exec.Command(gobin, "build", "-trimpath", "-o", dst, "./cmd/containerd-shim-pod-v2")
 	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as make build
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("go build ./cmd/containerd-shim-pod-v2 in %s: %v\n%s", root, err, out)
