@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -109,18 +110,36 @@ func serve(ctx context.Context, h Handlers, cfg *Config) error {
 // setupLogging sends the shim's logs to the bundle's `log` fifo, which
 // containerd reads and copies into its own log.
 func setupLogging(debug bool) {
-	fd, err := unix.Open("log", unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err == nil {
-		// Blocking writes from here on: a slow reader must not lose lines.
-		if flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err == nil {
-			unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags&^unix.O_NONBLOCK)
-		}
-		unix.Dup3(fd, 2, 0)
-		unix.Close(fd)
+	// The shim starts in the bundle of the container that started it.
+	if err := LogTo("."); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", Name, err)
 	}
 	level := slog.LevelInfo
 	if debug {
 		level = slog.LevelDebug
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("runtime", "io.containerd.pod.v2", "pid", os.Getpid()))
+}
+
+// LogTo sends the shim's log (its stderr) to the log fifo of bundle, which
+// containerd reads for as long as that bundle's container exists: a shim
+// serving a pod moves to another container's fifo when the one it writes to
+// goes with its container. fd 2 is replaced in one step, so no line is
+// split between the two.
+func LogTo(bundle string) error {
+	path := filepath.Join(bundle, "log")
+	// Non-blocking only to open: with no reader the open fails, not hangs.
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open shim log fifo %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	// Blocking writes from here on: a slow reader must not lose lines.
+	if flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err == nil {
+		unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags&^unix.O_NONBLOCK)
+	}
+	if err := unix.Dup3(fd, 2, 0); err != nil {
+		return fmt.Errorf("log to %s: %w", path, err)
+	}
+	return nil
 }

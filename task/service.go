@@ -6,6 +6,7 @@ package task
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"sync"
@@ -29,6 +30,9 @@ type Config struct {
 	// ShimAlive, for Cleanup: a shim still serves the pod, so the pod's
 	// namespaces are its to release.
 	ShimAlive bool
+	// LogTo moves the shim's log to a bundle's log fifo (nil: the log stays
+	// where it is).
+	LogTo func(bundle string) error
 }
 
 // podDir is the pod's state directory.
@@ -71,6 +75,9 @@ type Service struct {
 	// them may be the pending process dying before its pid was read.
 	pendingStarts int
 	unclaimed     map[int]process.Exit
+	// logBundle is the bundle whose log fifo the shim writes to ("" once
+	// that container is gone and none is left to move to); also guarded by mu.
+	logBundle string
 }
 
 // New returns the task service, with its reaper running.
@@ -87,6 +94,7 @@ func New(ctx context.Context, cfg Config, pub Publisher, shutdown func()) (*Serv
 		creating:   make(map[string]bool),
 		byPid:      make(map[int]*procRef),
 		unclaimed:  make(map[int]process.Exit),
+		logBundle:  cfg.Bundle,
 	}
 	go s.routeExits(s.reaper.Subscribe())
 	return s, nil
@@ -191,4 +199,37 @@ func (s *Service) podOf(name string) (*pod.Pod, error) {
 	}
 	s.pod = p
 	return p, nil
+}
+
+// moveLog keeps the shim's log readable by containerd, which reads a
+// container's log fifo only while the container exists: when the container
+// whose fifo the shim writes to is deleted, the log moves to another
+// container of the pod; a container created while none is left to log to
+// takes it. Called with gone (deleted) or created set.
+func (s *Service) moveLog(gone, created *container) {
+	if s.cfg.LogTo == nil {
+		return
+	}
+	s.mu.Lock()
+	var to string
+	switch {
+	case gone != nil && gone.bundle == s.logBundle:
+		for _, c := range s.containers {
+			if to == "" || c.bundle < to {
+				to = c.bundle // any will do; the least, to be predictable
+			}
+		}
+		s.logBundle = to
+	case created != nil && s.logBundle == "":
+		s.logBundle, to = created.bundle, created.bundle
+	}
+	s.mu.Unlock()
+	if to == "" {
+		return
+	}
+	if err := s.cfg.LogTo(to); err != nil {
+		slog.Warn("move the shim's log", "bundle", to, "error", err)
+		return
+	}
+	slog.Debug("shim log moved", "bundle", to)
 }

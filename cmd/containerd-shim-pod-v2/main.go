@@ -47,5 +47,6 @@ func taskConfig(cfg *shim.Config) task.Config {
 		Debug:     cfg.Debug,
 		PodKey:    podKey,
 		ShimAlive: cfg.ShimAlive,
+		LogTo:     shim.LogTo,
 	}
 }
