@@ -60,7 +60,7 @@ func (e *Exec) Prepare(ctx context.Context) {
 		// A runtime that cannot be started here is started again by Start,
 		// which reports the failure.
 		cfg := e.init.cfg
-		l.pending, _ = cfg.Runtime.StartExec(cfg.ID, e.execOpts(l))
+		l.pending, _ = cfg.Runtime.ReadyExec(cfg.ID, e.execOpts(l))
 	}
 	e.mu.Lock()
 	e.launch = l

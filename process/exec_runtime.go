@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -18,6 +19,17 @@ import (
 // spec. A client that never starts its exec costs a waiting runtime process
 // for this long; starting it later falls back to a fresh runtime.
 const pendingExecTimeout = 30 * time.Second
+
+// maxPendingExecs bounds the runtimes waiting for a spec at once in one
+// shim: each is a process of its own (a few MB). Past it, an exec is not
+// readied ahead and Start runs its runtime from scratch.
+const maxPendingExecs = 16
+
+// pendingExecs counts the runtimes waiting for a spec.
+var pendingExecs atomic.Int32
+
+// ErrTooManyPending: maxPendingExecs runtimes already wait.
+var ErrTooManyPending = errors.New("too many runtime execs waiting for their spec")
 
 // minPipeCapacity is what a pipe holds before a write blocks, at the least
 // (a root-owned pipe is never shrunk below the default 16 pages).
@@ -43,10 +55,20 @@ type PendingExec struct {
 
 	// mu guards state, spec and timer: a pending exec is either run or
 	// aborted, once.
-	mu    sync.Mutex
-	state pendingState
-	spec  *os.File // the write end of the spec pipe
-	timer *time.Timer
+	mu      sync.Mutex
+	state   pendingState
+	spec    *os.File // the write end of the spec pipe
+	timer   *time.Timer
+	counted bool // in pendingExecs until run or aborted
+}
+
+// uncount takes a readied exec out of pendingExecs; called with mu held,
+// once, as the state leaves pendingWaiting.
+func (p *PendingExec) uncount() {
+	if p.counted {
+		p.counted = false
+		pendingExecs.Add(-1)
+	}
 }
 
 type pendingState int
@@ -62,6 +84,22 @@ const (
 // container's state as it was when it started (paused then, running now).
 // The container is untouched; the caller starts a fresh runtime.
 var ErrPendingGone = errors.New("pending runtime exec ended before reading its process spec")
+
+// ReadyExec is StartExec for an exec readied ahead of its Start: at most
+// maxPendingExecs of them wait at once.
+func (r *Runtime) ReadyExec(id string, o ExecOpts) (*PendingExec, error) {
+	if pendingExecs.Add(1) > maxPendingExecs {
+		pendingExecs.Add(-1)
+		return nil, ErrTooManyPending
+	}
+	p, err := r.StartExec(id, o)
+	if err != nil {
+		pendingExecs.Add(-1)
+		return nil, err
+	}
+	p.counted = true
+	return p, nil
+}
 
 // StartExec starts `exec --detach` reading its process spec from a pipe.
 // The process's stdio in o goes to the runtime now.
@@ -112,6 +150,7 @@ func (p *PendingExec) Run(spec *specs.Process) error {
 		return ErrPendingGone
 	}
 	p.state = pendingRun
+	p.uncount()
 	p.timer.Stop()
 	w := p.spec
 	p.spec = nil
@@ -159,6 +198,7 @@ func (p *PendingExec) Abort() {
 		return
 	}
 	p.state = pendingAborted
+	p.uncount()
 	p.timer.Stop()
 	w := p.spec
 	p.spec = nil

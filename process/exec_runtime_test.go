@@ -132,3 +132,38 @@ func TestPendingExecMissingBinary(t *testing.T) {
 		t.Fatalf("StartExec with a missing binary: %v, want ErrRuntimeMissing", err)
 	}
 }
+
+func TestPendingExecBound(t *testing.T) {
+	r, _ := fakeRuntime(t)
+	var ps []*PendingExec
+	defer func() {
+		for _, p := range ps {
+			p.Abort()
+		}
+	}()
+	for i := 0; i < maxPendingExecs; i++ {
+		p, err := r.ReadyExec("c1", ExecOpts{})
+		if err != nil {
+			t.Fatalf("pending exec %d: %v", i, err)
+		}
+		ps = append(ps, p)
+	}
+	if _, err := r.ReadyExec("c1", ExecOpts{}); !errors.Is(err, ErrTooManyPending) {
+		t.Fatalf("pending exec %d: %v, want ErrTooManyPending", maxPendingExecs+1, err)
+	}
+	// One run frees a place.
+	if err := ps[0].Run(&specs.Process{Args: []string{"true"}}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := r.ReadyExec("c1", ExecOpts{})
+	if err != nil {
+		t.Fatalf("after a Run: %v", err)
+	}
+	ps = append(ps, p)
+	// Execs started at once, not readied, are not bounded.
+	q, err := r.StartExec("c1", ExecOpts{})
+	if err != nil {
+		t.Fatalf("StartExec past the bound: %v", err)
+	}
+	ps = append(ps, q)
+}
