@@ -59,16 +59,25 @@ type PendingExec struct {
 	state   pendingState
 	spec    *os.File // the write end of the spec pipe
 	timer   *time.Timer
-	counted bool // in pendingExecs until run or aborted
+	counted bool // in pendingExecs while waiting
 }
 
-// uncount takes a readied exec out of pendingExecs; called with mu held,
-// once, as the state leaves pendingWaiting.
-func (p *PendingExec) uncount() {
+// leave moves a waiting exec to state to (run or aborted) and hands over
+// the spec pipe's write end; false if it no longer waits.
+func (p *PendingExec) leave(to pendingState) (*os.File, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state != pendingWaiting {
+		return nil, false
+	}
+	p.state = to
+	p.timer.Stop()
 	if p.counted {
-		p.counted = false
 		pendingExecs.Add(-1)
 	}
+	w := p.spec
+	p.spec = nil
+	return w, true
 }
 
 type pendingState int
@@ -144,17 +153,10 @@ func (p *PendingExec) Run(spec *specs.Process) error {
 		p.Abort()
 		return fmt.Errorf("marshal exec process spec: %w", err)
 	}
-	p.mu.Lock()
-	if p.state != pendingWaiting {
-		p.mu.Unlock()
+	w, ok := p.leave(pendingRun)
+	if !ok {
 		return ErrPendingGone
 	}
-	p.state = pendingRun
-	p.uncount()
-	p.timer.Stop()
-	w := p.spec
-	p.spec = nil
-	p.mu.Unlock()
 
 	// The write end is closed once the spec is in: a runtime may read to
 	// EOF. A spec that fits in the pipe is written at once; a larger one is
@@ -192,17 +194,10 @@ func (p *PendingExec) Run(spec *specs.Process) error {
 // it has read a spec, so the container is untouched. Safe to call more than
 // once, and after Run (then it does nothing).
 func (p *PendingExec) Abort() {
-	p.mu.Lock()
-	if p.state != pendingWaiting {
-		p.mu.Unlock()
+	w, ok := p.leave(pendingAborted)
+	if !ok {
 		return
 	}
-	p.state = pendingAborted
-	p.uncount()
-	p.timer.Stop()
-	w := p.spec
-	p.spec = nil
-	p.mu.Unlock()
 	p.call.cmd.Process.Kill()
 	w.Close()
 	p.specR.Close()

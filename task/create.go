@@ -24,7 +24,7 @@ func (s *Service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 	if err != nil {
 		return nil, toRPC(err)
 	}
-	s.moveLog(nil, c)
+	s.keepLogReadable()
 	return &taskapi.CreateTaskResponse{Pid: uint32(c.init.Pid())}, nil
 }
 

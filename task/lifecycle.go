@@ -99,7 +99,7 @@ func (s *Service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskap
 	s.mu.Lock()
 	delete(s.containers, c.id)
 	s.mu.Unlock()
-	s.moveLog(c, nil)
+	s.keepLogReadable()
 	status, at := c.init.ExitInfo()
 	s.pub.Publish(TopicDelete, &eventstypes.TaskDelete{
 		ContainerID: c.id,

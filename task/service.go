@@ -75,8 +75,8 @@ type Service struct {
 	// them may be the pending process dying before its pid was read.
 	pendingStarts int
 	unclaimed     map[int]process.Exit
-	// logBundle is the bundle whose log fifo the shim writes to ("" once
-	// that container is gone and none is left to move to); also guarded by mu.
+	// logBundle is the bundle whose log fifo the shim writes to ("" when
+	// no container was left to move to); also guarded by mu.
 	logBundle string
 }
 
@@ -201,31 +201,30 @@ func (s *Service) podOf(name string) (*pod.Pod, error) {
 	return p, nil
 }
 
-// moveLog keeps the shim's log readable by containerd, which reads a
-// container's log fifo only while the container exists: when the container
-// whose fifo the shim writes to is deleted, the log moves to another
-// container of the pod; a container created while none is left to log to
-// takes it. Called with gone (deleted) or created set.
-func (s *Service) moveLog(gone, created *container) {
+// keepLogReadable keeps the shim's log where containerd reads it: containerd
+// reads a container's log fifo only while that container exists, so once the
+// container whose fifo the shim writes to is gone, the log moves to another
+// container of the pod (the least bundle path, to be predictable). Called
+// after a container is created or deleted.
+func (s *Service) keepLogReadable() {
 	if s.cfg.LogTo == nil {
 		return
 	}
 	s.mu.Lock()
-	var to string
-	switch {
-	case gone != nil && gone.bundle == s.logBundle:
-		for _, c := range s.containers {
-			if to == "" || c.bundle < to {
-				to = c.bundle // any will do; the least, to be predictable
-			}
+	to := ""
+	for _, c := range s.containers {
+		if c.bundle == s.logBundle {
+			s.mu.Unlock()
+			return // its container still exists
 		}
-		s.logBundle = to
-	case created != nil && s.logBundle == "":
-		s.logBundle, to = created.bundle, created.bundle
+		if to == "" || c.bundle < to {
+			to = c.bundle
+		}
 	}
+	s.logBundle = to
 	s.mu.Unlock()
 	if to == "" {
-		return
+		return // no container left: nothing reads a log now
 	}
 	if err := s.cfg.LogTo(to); err != nil {
 		slog.Warn("move the shim's log", "bundle", to, "error", err)
