@@ -10,7 +10,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	pio "github.com/podv2/containerd-shim-pod-v2/io"
+	"github.com/podv2/containerd-shim-pod-v2/stdio"
 )
 
 // Exec is an additional process run in a container.
@@ -30,8 +30,8 @@ type Exec struct {
 // runtime already started and waiting for the spec (nil if that failed:
 // Start then starts one itself).
 type execLaunch struct {
-	stdio   *pio.Process
-	console *pio.ConsoleSocket
+	streams *stdio.Process
+	console *stdio.ConsoleSocket
 	pending *PendingExec
 	pidFile string
 	err     error // setting up stdio failed; Start reports it
@@ -42,12 +42,12 @@ func (l *execLaunch) release() {
 	if l.pending != nil {
 		l.pending.Abort()
 	}
-	closeIO(l.stdio, l.console)
+	closeIO(l.streams, l.console)
 }
 
 // NewExec returns an exec process of init's container, not yet started.
-func NewExec(init *Init, id string, spec *specs.Process, stdio pio.Config) *Exec {
-	return &Exec{Process: newProcess(id, stdio), init: init, spec: spec}
+func NewExec(init *Init, id string, spec *specs.Process, streams stdio.Config) *Exec {
+	return &Exec{Process: newProcess(id, streams), init: init, spec: spec}
 }
 
 // Prepare readies the exec for Start while the client is still on its way
@@ -71,7 +71,7 @@ func (e *Exec) Prepare(ctx context.Context) {
 func (e *Exec) newLaunch(ctx context.Context) *execLaunch {
 	cfg := e.init.cfg
 	l := &execLaunch{pidFile: filepath.Join(cfg.Bundle, fmt.Sprintf(".exec-%s.pid", e.ID))}
-	l.stdio, l.console, l.err = setupIO(ctx, e.Config, cfg.IOOptions, cfg.Starter, cfg.ConsoleDir)
+	l.streams, l.console, l.err = setupIO(ctx, e.Config, cfg.IOOptions, cfg.Starter, cfg.ConsoleDir)
 	return l
 }
 
@@ -80,7 +80,7 @@ func (e *Exec) execOpts(l *execLaunch) ExecOpts {
 	if l.console != nil {
 		opts.ConsoleSocket = l.console.Path()
 	} else {
-		opts.Stdio = runtimeStdio(l.stdio)
+		opts.Stdio = runtimeStdio(l.streams)
 	}
 	return opts
 }
@@ -140,10 +140,10 @@ func (e *Exec) Start(ctx context.Context) (retErr error) {
 		return err
 	}
 	e.setPid(pid)
-	if err := attachIO(ctx, l.stdio, l.console); err != nil {
+	if err := attachIO(ctx, l.streams, l.console); err != nil {
 		return fmt.Errorf("attach stdio of exec %s: %w", e.ID, err)
 	}
-	e.io = l.stdio
+	e.io = l.streams
 	_ = e.transition("start", Running, Created)
 	return nil
 }

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	pio "github.com/podv2/containerd-shim-pod-v2/io"
+	"github.com/podv2/containerd-shim-pod-v2/stdio"
 )
 
 // ioDrainTimeout bounds how long Delete waits for output still in flight: a
@@ -18,9 +18,9 @@ const ioDrainTimeout = 2 * time.Second
 type InitConfig struct {
 	ID, Bundle   string
 	Runtime      *Runtime
-	Stdio        pio.Config
-	IOOptions    pio.Options
-	Starter      pio.Starter // starts logger children through the reaper
+	Stdio        stdio.Config
+	IOOptions    stdio.Options
+	Starter      stdio.Starter // starts logger children through the reaper
 	NoPivot      bool
 	NoNewKeyring bool
 	ConsoleDir   string // private directory for console sockets
@@ -47,7 +47,7 @@ func (i *Init) Runtime() *Runtime { return i.cfg.Runtime }
 // Created, blocked until Start.
 func (i *Init) Create(ctx context.Context) error {
 	pidFile := filepath.Join(i.cfg.Bundle, "init.pid")
-	stdio, console, err := setupIO(ctx, i.cfg.Stdio, i.cfg.IOOptions, i.cfg.Starter, i.cfg.ConsoleDir)
+	streams, console, err := setupIO(ctx, i.cfg.Stdio, i.cfg.IOOptions, i.cfg.Starter, i.cfg.ConsoleDir)
 	if err != nil {
 		return fmt.Errorf("set up stdio of %s: %w", i.ID, err)
 	}
@@ -60,22 +60,22 @@ func (i *Init) Create(ctx context.Context) error {
 	if console != nil {
 		opts.ConsoleSocket = console.Path()
 	} else {
-		opts.Stdio = runtimeStdio(stdio)
+		opts.Stdio = runtimeStdio(streams)
 	}
 	if err := i.cfg.Runtime.Create(ctx, i.ID, opts); err != nil {
-		closeIO(stdio, console)
+		closeIO(streams, console)
 		return err
 	}
-	if err := attachIO(ctx, stdio, console); err != nil {
-		closeIO(stdio, console)
+	if err := attachIO(ctx, streams, console); err != nil {
+		closeIO(streams, console)
 		return fmt.Errorf("attach stdio of %s: %w", i.ID, err)
 	}
 	pid, err := ReadPidFile(pidFile)
 	if err != nil {
-		closeIO(stdio, console)
+		closeIO(streams, console)
 		return err
 	}
-	i.io = stdio
+	i.io = streams
 	i.setPid(pid)
 	return nil
 }
@@ -165,23 +165,23 @@ func IsNotExist(err error) bool {
 	return strings.Contains(err.Error(), "does not exist") || strings.Contains(err.Error(), "not exist")
 }
 
-func setupIO(ctx context.Context, cfg pio.Config, opts pio.Options, start pio.Starter, consoleDir string) (*pio.Process, *pio.ConsoleSocket, error) {
-	stdio, err := pio.New(ctx, cfg, opts, start)
+func setupIO(ctx context.Context, cfg stdio.Config, opts stdio.Options, start stdio.Starter, consoleDir string) (*stdio.Process, *stdio.ConsoleSocket, error) {
+	streams, err := stdio.New(ctx, cfg, opts, start)
 	if err != nil {
 		return nil, nil, err
 	}
 	if !cfg.Terminal {
-		return stdio, nil, nil
+		return streams, nil, nil
 	}
-	console, err := pio.NewConsoleSocket(consoleDir)
+	console, err := stdio.NewConsoleSocket(consoleDir)
 	if err != nil {
-		stdio.Close()
+		streams.Close()
 		return nil, nil, fmt.Errorf("console socket: %w", err)
 	}
-	return stdio, console, nil
+	return streams, console, nil
 }
 
-func runtimeStdio(p *pio.Process) Stdio {
+func runtimeStdio(p *stdio.Process) Stdio {
 	in, out, errf := p.RuntimeStdio()
 	return Stdio{Stdin: in, Stdout: out, Stderr: errf}
 }
@@ -189,10 +189,10 @@ func runtimeStdio(p *pio.Process) Stdio {
 // attachIO finishes stdio once the runtime has started the process: the
 // shim's copies of the container's pipe ends are closed and the copies start,
 // or the pty master the runtime sent is received and copied.
-func attachIO(ctx context.Context, stdio *pio.Process, console *pio.ConsoleSocket) error {
-	stdio.CloseRuntimeEnds()
+func attachIO(ctx context.Context, streams *stdio.Process, console *stdio.ConsoleSocket) error {
+	streams.CloseRuntimeEnds()
 	if console == nil {
-		return stdio.Start()
+		return streams.Start()
 	}
 	defer console.Close()
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -201,14 +201,14 @@ func attachIO(ctx context.Context, stdio *pio.Process, console *pio.ConsoleSocke
 	if err != nil {
 		return fmt.Errorf("receive pty master: %w", err)
 	}
-	return stdio.SetConsole(master)
+	return streams.SetConsole(master)
 }
 
-func closeIO(stdio *pio.Process, console *pio.ConsoleSocket) {
+func closeIO(streams *stdio.Process, console *stdio.ConsoleSocket) {
 	if console != nil {
 		console.Close()
 	}
-	if stdio != nil {
-		stdio.Close()
+	if streams != nil {
+		streams.Close()
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	pio "github.com/podv2/containerd-shim-pod-v2/io"
+	"github.com/podv2/containerd-shim-pod-v2/stdio"
 )
 
 // Status is where a process is in its life.
@@ -60,7 +60,7 @@ func stateError(op, id string, s Status) error {
 // Process is what init and exec processes share: identity, status, exit and stdio.
 type Process struct {
 	ID     string // the container id for init, the exec id for an exec
-	Config pio.Config
+	Config stdio.Config
 
 	// mu guards status, pid, exitStatus and exitedAt; exited is closed once,
 	// when status becomes Stopped.
@@ -71,10 +71,10 @@ type Process struct {
 	exitedAt   time.Time
 	exited     chan struct{}
 
-	io *pio.Process
+	io *stdio.Process
 }
 
-func newProcess(id string, cfg pio.Config) Process {
+func newProcess(id string, cfg stdio.Config) Process {
 	return Process{ID: id, Config: cfg, exited: make(chan struct{})}
 }
 
@@ -136,7 +136,7 @@ func (p *Process) setPid(pid int) {
 }
 
 // IO returns the process's stdio, nil before it is set up.
-func (p *Process) IO() *pio.Process { return p.io }
+func (p *Process) IO() *stdio.Process { return p.io }
 
 // CloseStdin closes the process's stdin as containerd's CloseIO asks.
 func (p *Process) CloseStdin() error {

@@ -12,7 +12,7 @@ import (
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	pio "github.com/podv2/containerd-shim-pod-v2/io"
+	"github.com/podv2/containerd-shim-pod-v2/stdio"
 	"github.com/podv2/containerd-shim-pod-v2/pod"
 	"github.com/podv2/containerd-shim-pod-v2/process"
 )
@@ -101,7 +101,7 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		}()
 	}
 
-	stdio := pio.Config{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
+	streams := stdio.Config{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
 	ioUID, ioGID := ioOwner(opts.IoUid, opts.IoGid, spec)
 	c.init = process.NewInit(process.InitConfig{
 		ID:     r.ID,
@@ -114,8 +114,8 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 			LogPath:       filepath.Join(bundle, "log.json"),
 			Reaper:        s.reaper,
 		},
-		Stdio:        stdio,
-		IOOptions:    pio.Options{UID: ioUID, GID: ioGID, ContainerID: r.ID, Namespace: s.cfg.Namespace},
+		Stdio:        streams,
+		IOOptions:    stdio.Options{UID: ioUID, GID: ioGID, ContainerID: r.ID, Namespace: s.cfg.Namespace},
 		Starter:      s.starter,
 		NoPivot:      opts.NoPivotRoot,
 		NoNewKeyring: opts.NoNewKeyring,

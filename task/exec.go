@@ -13,7 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	pio "github.com/podv2/containerd-shim-pod-v2/io"
+	"github.com/podv2/containerd-shim-pod-v2/stdio"
 	"github.com/podv2/containerd-shim-pod-v2/pod"
 	"github.com/podv2/containerd-shim-pod-v2/process"
 )
@@ -47,8 +47,8 @@ func (s *Service) addExec(ctx context.Context, r *taskapi.ExecProcessRequest) er
 	if len(spec.Args) == 0 {
 		return invalid("exec %s in container %s: process spec has no args", r.ExecID, c.id)
 	}
-	stdio := pio.Config{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
-	e := process.NewExec(c.init, r.ExecID, &spec, stdio)
+	streams := stdio.Config{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
+	e := process.NewExec(c.init, r.ExecID, &spec, streams)
 	if c.hasExec(r.ExecID) {
 		return alreadyExists("exec %s in container %s", r.ExecID, c.id)
 	}

@@ -1,8 +1,6 @@
-// Package io is one process's stdio as the shim sees it: the fifos, files
+// Package stdio is one process's stdio as the shim sees it: the fifos, files
 // and logger children containerd asked for, the pipes or pty the container
 // gets, and the copy loops between them.
-//
-// Importers alias it (pio "github.com/podv2/containerd-shim-pod-v2/io").
 //
 // Without a terminal every requested stream gets a pipe. The container gets
 // one end (RuntimeStdio); the shim keeps the other and copies between it and
@@ -22,4 +20,4 @@
 // sees EPIPE, a writer so a client disconnect is not EOF), so the order costs
 // nothing, and it avoids both the Linux-only O_RDWR-on-a-fifo behaviour and
 // github.com/containerd/fifo's background open goroutines.
-package io
+package stdio
