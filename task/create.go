@@ -12,9 +12,10 @@ import (
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/podv2/containerd-shim-pod-v2/stdio"
+	"github.com/podv2/containerd-shim-pod-v2/cgroup"
 	"github.com/podv2/containerd-shim-pod-v2/pod"
 	"github.com/podv2/containerd-shim-pod-v2/process"
+	"github.com/podv2/containerd-shim-pod-v2/stdio"
 )
 
 // Create creates a container: its rootfs is mounted, its stdio set up and the
@@ -218,7 +219,7 @@ func ioOwner(uid, gid uint32, spec *specs.Spec) (int, int) {
 // watchCgroup finds the container's cgroup and watches it for OOM kills,
 // from before the container runs so that none is missed.
 func (s *Service) watchCgroup(c *container) {
-	cg, err := process.LoadCgroup(c.init.Pid())
+	cg, err := cgroup.Load(c.init.Pid())
 	if err != nil {
 		slog.Warn("no cgroup for container: no stats or OOM events", "id", c.id, "error", err)
 		return

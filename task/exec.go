@@ -13,9 +13,9 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	"github.com/podv2/containerd-shim-pod-v2/stdio"
 	"github.com/podv2/containerd-shim-pod-v2/pod"
 	"github.com/podv2/containerd-shim-pod-v2/process"
+	"github.com/podv2/containerd-shim-pod-v2/stdio"
 )
 
 // Exec adds an exec process to a running container; Start runs it.

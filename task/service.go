@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/podv2/containerd-shim-pod-v2/cgroup"
 	"github.com/podv2/containerd-shim-pod-v2/pod"
 	"github.com/podv2/containerd-shim-pod-v2/process"
 )
@@ -115,7 +116,7 @@ type container struct {
 	rootfs string   // where the rootfs mounts are, "" if the shim mounted none
 	// cgroup is the container's cgroup, nil if it could not be found; its
 	// OOM watch ends with stopOOM.
-	cgroup  *process.Cgroup
+	cgroup  *cgroup.Cgroup
 	stopOOM context.CancelFunc
 	// killAllOnExit: the container has no pid namespace of its own, so its
 	// other processes do not die with init.

@@ -1,4 +1,4 @@
-package process
+package cgroup
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -97,13 +98,16 @@ func startHeld(t *testing.T, args ...string) *heldProcess {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := Default() // the package's reaper: it may be reaping every child
-	if err := r.Start(cmd); err != nil {
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	p := &heldProcess{pid: cmd.Process.Pid, stdin: stdin, status: make(chan int, 1)}
 	go func() {
-		status, _ := r.Wait(cmd)
+		_ = cmd.Wait()
+		status := cmd.ProcessState.ExitCode()
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			status = 128 + int(ws.Signal())
+		}
 		p.status <- status
 	}()
 	t.Cleanup(func() {
@@ -151,7 +155,7 @@ func TestCgroupV1Real(t *testing.T) {
 	p.join(t, mapValues(dirs)...)
 	p.release(t)
 
-	c, err := LoadCgroup(p.pid)
+	c, err := Load(p.pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +233,7 @@ func TestOOMV1Real(t *testing.T) {
 	p := startHeld(t, busyboxPath, "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1")
 	p.join(t, mem)
 
-	c, err := LoadCgroup(p.pid)
+	c, err := Load(p.pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +294,7 @@ func TestOOMV1CancelStops(t *testing.T) {
 	dirs := newTestCgroup(t, "memory")
 	p := startHeld(t, busyboxPath, "sleep", "100")
 	p.join(t, dirs["memory"])
-	c, err := LoadCgroup(p.pid)
+	c, err := Load(p.pid)
 	if err != nil {
 		t.Fatal(err)
 	}

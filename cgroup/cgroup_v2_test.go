@@ -1,4 +1,4 @@
-package process
+package cgroup
 
 import (
 	"context"
@@ -37,7 +37,7 @@ func requireUnified(t *testing.T) string {
 }
 
 // loadUnified loads pid's cgroup as v2 even on a hybrid machine, where
-// LoadCgroup rightly takes the v1 controllers.
+// Load rightly takes the v1 controllers.
 func loadUnified(t *testing.T, pid int) *Cgroup {
 	t.Helper()
 	proc, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))

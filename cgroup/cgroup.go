@@ -1,4 +1,7 @@
-package process
+// Package cgroup is a container's (or a pod's) cgroup, v1 or v2: its
+// metrics and its OOM kills, read from the kernel's files. It is a leaf: it
+// knows nothing of processes, runtimes or the task API.
+package cgroup
 
 import (
 	"errors"
@@ -17,7 +20,7 @@ import (
 
 // Cgroup is a container's cgroup, found from a pid of the container (its
 // init). On cgroup v1 it is one directory per controller, on v2 one unified
-// directory. The directories are resolved once, by LoadCgroup, so Metrics
+// directory. The directories are resolved once, by Load, so Metrics
 // and WatchOOM keep working after the pid is gone, for as long as the
 // cgroup exists.
 //
@@ -43,9 +46,9 @@ const cgroupRoot = "/sys/fs/cgroup"
 // v1Controllers are the v1 controllers the shim reads.
 var v1Controllers = []string{"memory", "cpu", "cpuacct", "pids", "blkio", "hugetlb"}
 
-// LoadCgroup finds the cgroup of pid from /proc/<pid>/cgroup, and where its
+// Load finds the cgroup of pid from /proc/<pid>/cgroup, and where its
 // hierarchies are mounted from /proc/self/mountinfo.
-func LoadCgroup(pid int) (*Cgroup, error) {
+func Load(pid int) (*Cgroup, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(cgroupRoot, &st); err != nil {
 		return nil, fmt.Errorf("statfs %s: %w", cgroupRoot, err)
