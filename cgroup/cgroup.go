@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -60,24 +61,21 @@ func Load(pid int) (*Cgroup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", procPath, err)
 	}
-	mountData, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
 	if err != nil {
-		return nil, fmt.Errorf("read /proc/self/mountinfo: %w", err)
+		return nil, fmt.Errorf("read the mount table: %w", err)
 	}
-	return loadCgroup(pid, string(procData), string(mountData), v2)
+	return loadCgroup(pid, string(procData), mounts, v2)
 }
 
 // loadCgroup resolves pid's cgroup from the text of /proc/<pid>/cgroup and
-// of /proc/self/mountinfo.
-func loadCgroup(pid int, procCgroup, mountinfo string, v2 bool) (*Cgroup, error) {
+// the machine's mounts (those of other types are ignored).
+func loadCgroup(pid int, procCgroup string, infos []*mountinfo.Info, v2 bool) (*Cgroup, error) {
 	paths, err := parseProcCgroup(procCgroup)
 	if err != nil {
 		return nil, fmt.Errorf("cgroup of pid %d: %w", pid, err)
 	}
-	mounts, err := parseCgroupMounts(mountinfo)
-	if err != nil {
-		return nil, err
-	}
+	mounts := cgroupMounts(infos)
 	c := &Cgroup{pid: pid, version: 1}
 	if v2 {
 		c.version = 2
@@ -169,7 +167,7 @@ func parseProcCgroup(data string) (map[string]string, error) {
 	return paths, nil
 }
 
-// cgroupMount is a cgroup or cgroup2 mount from mountinfo.
+// cgroupMount is a cgroup or cgroup2 mount.
 type cgroupMount struct {
 	root  string   // the cgroup path mounted (field 4), "/" unless bind-mounted or namespaced
 	point string   // where it is mounted
@@ -196,56 +194,21 @@ func (m *cgroupMount) join(p string) string {
 	return filepath.Join(m.point, p)
 }
 
-// parseCgroupMounts returns the cgroup and cgroup2 mounts of a mountinfo text:
-// "id parent maj:min root point options [optional...] - fstype source superoptions".
-func parseCgroupMounts(data string) ([]cgroupMount, error) {
+// cgroupMounts keeps the cgroup and cgroup2 mounts.
+func cgroupMounts(infos []*mountinfo.Info) []cgroupMount {
 	var mounts []cgroupMount
-	for line := range strings.Lines(data) {
-		fields := strings.Fields(line)
-		if len(fields) == 0 {
-			continue
-		}
-		sep := -1
-		for i := 6; i < len(fields); i++ {
-			if fields[i] == "-" {
-				sep = i
-				break
-			}
-		}
-		if len(fields) < 5 || sep < 0 || sep+3 >= len(fields) {
-			return nil, fmt.Errorf("parse mountinfo line %q: too few fields", strings.TrimSpace(line))
-		}
-		fstype := fields[sep+1]
-		if fstype != "cgroup" && fstype != "cgroup2" {
+	for _, m := range infos {
+		if m.FSType != "cgroup" && m.FSType != "cgroup2" {
 			continue
 		}
 		mounts = append(mounts, cgroupMount{
-			root:  unescapeMountPath(fields[3]),
-			point: unescapeMountPath(fields[4]),
-			v2:    fstype == "cgroup2",
-			opts:  strings.Split(fields[sep+3], ","),
+			root:  m.Root,
+			point: m.Mountpoint,
+			v2:    m.FSType == "cgroup2",
+			opts:  strings.Split(m.VFSOptions, ","),
 		})
 	}
-	return mounts, nil
-}
-
-// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space...).
-func unescapeMountPath(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return mounts
 }
 
 // Helpers for reading cgroup files.

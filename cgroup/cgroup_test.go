@@ -7,10 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	v1stats "github.com/containerd/cgroups/v3/cgroup1/stats"
 	v2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
+	"github.com/moby/sys/mountinfo"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -61,11 +63,18 @@ func TestCgroupParseProcCgroup(t *testing.T) {
 	}
 }
 
-func TestCgroupParseMounts(t *testing.T) {
-	mounts, err := parseCgroupMounts(hybridMountinfo)
+// parseMountinfo parses a mountinfo text as the shim's mount parser does.
+func parseMountinfo(t *testing.T, text string) []*mountinfo.Info {
+	t.Helper()
+	infos, err := mountinfo.GetMountsFromReader(strings.NewReader(text), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return infos
+}
+
+func TestCgroupParseMounts(t *testing.T) {
+	mounts := cgroupMounts(parseMountinfo(t, hybridMountinfo))
 	if len(mounts) != 6 {
 		t.Fatalf("got %d cgroup mounts, want 6: %+v", len(mounts), mounts)
 	}
@@ -78,14 +87,11 @@ func TestCgroupParseMounts(t *testing.T) {
 	if m := mounts[5]; m.point != "/mnt/my pods" || m.root != "/pods" {
 		t.Errorf("escaped bind mount: %+v", m)
 	}
-	if _, err := parseCgroupMounts("1 2 3\n"); err == nil {
-		t.Error("short mountinfo line: no error")
-	}
 }
 
 func TestCgroupLoadFromText(t *testing.T) {
 	proc := "7:blkio:/pods/p1/c1\n4:memory:/pods/p1/c1\n1:cpu,cpuacct:/pods/p1/c1\n0::/\n"
-	c, err := loadCgroup(42, proc, hybridMountinfo, false)
+	c, err := loadCgroup(42, proc, parseMountinfo(t, hybridMountinfo), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +105,7 @@ func TestCgroupLoadFromText(t *testing.T) {
 		t.Errorf("v1: version %d dirs %v, want %v", c.Version(), c.dirs, want)
 	}
 
-	c, err = loadCgroup(42, "0::/kubepods/p1/c1\n", unifiedMountinfo, true)
+	c, err = loadCgroup(42, "0::/kubepods/p1/c1\n", parseMountinfo(t, unifiedMountinfo), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,10 +113,10 @@ func TestCgroupLoadFromText(t *testing.T) {
 		t.Errorf("v2: version %d dir %q", c.Version(), c.unified)
 	}
 
-	if _, err := loadCgroup(42, "4:memory:/x\n", unifiedMountinfo, true); err == nil {
+	if _, err := loadCgroup(42, "4:memory:/x\n", parseMountinfo(t, unifiedMountinfo), true); err == nil {
 		t.Error("v2 without a 0:: line: no error")
 	}
-	if _, err := loadCgroup(42, "0::/x\n", hybridMountinfo, false); err == nil {
+	if _, err := loadCgroup(42, "0::/x\n", parseMountinfo(t, hybridMountinfo), false); err == nil {
 		t.Error("v1 without any controller: no error")
 	}
 }

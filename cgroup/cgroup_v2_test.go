@@ -3,6 +3,7 @@ package cgroup
 import (
 	"context"
 	"fmt"
+	"github.com/moby/sys/mountinfo"
 	"os"
 	"path/filepath"
 	"slices"
@@ -44,11 +45,11 @@ func loadUnified(t *testing.T, pid int) *Cgroup {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := loadCgroup(pid, string(proc), string(mounts), true)
+	c, err := loadCgroup(pid, string(proc), mounts, true)
 	if err != nil {
 		t.Fatal(err)
 	}

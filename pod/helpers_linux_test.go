@@ -4,6 +4,7 @@ package pod
 
 import (
 	"bytes"
+	"github.com/moby/sys/mountinfo"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,13 +51,13 @@ func mountFSType(t testing.TB, path string) string {
 		return ""
 	}
 	real = filepath.Join(real, filepath.Base(path))
-	ms, err := mounts()
+	ms, err := mountinfo.GetMounts(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	typ := ""
 	for _, m := range ms {
-		if m.Point == real {
+		if m.Mountpoint == real {
 			typ = m.FSType
 		}
 	}

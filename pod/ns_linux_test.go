@@ -225,7 +225,7 @@ func TestPrepareStateDir(t *testing.T) {
 	if len(ms) != 1 {
 		t.Fatalf("mounts at %s: %+v, want one", dir, ms)
 	}
-	for _, tag := range ms[0].Tags {
+	for _, tag := range strings.Fields(ms[0].Optional) {
 		if strings.HasPrefix(tag, "shared:") || strings.HasPrefix(tag, "master:") {
 			t.Errorf("state dir mount has propagation %s, want private", tag)
 		}

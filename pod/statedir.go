@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -110,11 +111,11 @@ func unmountAll(dir string) error {
 		}
 		// Later mounts are listed later; undo them first, dir itself last.
 		slices.Reverse(ms)
-		slices.SortStableFunc(ms, func(a, b mount) int { return len(b.Point) - len(a.Point) })
+		slices.SortStableFunc(ms, func(a, b *mountinfo.Info) int { return len(b.Mountpoint) - len(a.Mountpoint) })
 		for _, m := range ms {
-			if err := unix.Unmount(m.Point, unix.MNT_DETACH); err != nil &&
+			if err := unix.Unmount(m.Mountpoint, unix.MNT_DETACH); err != nil &&
 				!errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-				return fmt.Errorf("unmount %s: %w", m.Point, err)
+				return fmt.Errorf("unmount %s: %w", m.Mountpoint, err)
 			}
 		}
 	}
