@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/podv2/containerd-shim-pod-v2/fault"
 	"github.com/podv2/containerd-shim-pod-v2/stdio"
 )
 
@@ -19,11 +21,9 @@ type Exec struct {
 	init *Init
 	spec *specs.Process
 
-	// Guarded by Process.mu: launch is what Prepare set up, taken by Start
-	// or Delete; starting is set once Start has claimed the exec, so that a
-	// second Start, or a Delete, cannot race it.
-	launch   *execLaunch
-	starting bool
+	// launch is what Prepare readied, until Start or Delete takes it.
+	// Guarded by the operation lock.
+	launch *execLaunch
 }
 
 // execLaunch is an exec made ready ahead of Start: its stdio, and the
@@ -32,7 +32,7 @@ type Exec struct {
 type execLaunch struct {
 	streams *stdio.Process
 	console *stdio.ConsoleSocket
-	pending *PendingExec
+	pending Pending
 	pidFile string
 	err     error // setting up stdio failed; Start reports it
 }
@@ -41,6 +41,7 @@ type execLaunch struct {
 func (l *execLaunch) release() {
 	if l.pending != nil {
 		l.pending.Abort()
+		l.pending = nil
 	}
 	closeIO(l.streams, l.console)
 }
@@ -55,16 +56,31 @@ func NewExec(init *Init, id string, spec *specs.Process, streams stdio.Config) *
 // process spec. Nothing runs in the container until Start. A failure is kept
 // for Start to report, as it would have been without Prepare.
 func (e *Exec) Prepare(ctx context.Context) {
+	e.op.Lock()
+	defer e.op.Unlock()
 	l := e.newLaunch(ctx)
 	if l.err == nil {
 		// A runtime that cannot be started here is started again by Start,
 		// which reports the failure.
 		cfg := e.init.cfg
-		l.pending, _ = cfg.Runtime.ReadyExec(cfg.ID, e.execOpts(l))
+		if p, err := cfg.Runtime.ReadyExec(cfg.ID, e.execOpts(l)); err == nil {
+			l.pending = p
+		}
 	}
-	e.mu.Lock()
 	e.launch = l
-	e.mu.Unlock()
+	// Its stdio is there for CloseIO and ResizePty before Start.
+	e.setStarted(0, l.streams)
+}
+
+// Abort drops what Prepare readied for an exec that will not start (its
+// container is going); Delete does the rest.
+func (e *Exec) Abort() {
+	e.op.Lock()
+	defer e.op.Unlock()
+	if l := e.launch; l != nil && l.pending != nil {
+		l.pending.Abort()
+		l.pending = nil
+	}
 }
 
 // newLaunch sets up the exec's stdio; a failure is kept in the launch.
@@ -85,45 +101,39 @@ func (e *Exec) execOpts(l *execLaunch) ExecOpts {
 	return opts
 }
 
-// claim marks the exec as being started and takes the prepared launch
-// (nil if there is none).
-func (e *Exec) claim() (*execLaunch, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.starting {
-		return nil, fmt.Errorf("start exec %s: %w: it is already being started", e.ID, ErrWrongState)
+// Start runs the exec and returns its pid: the process is running. If a
+// step fails after the process started, the process is killed: a failed
+// Start leaves nothing running, and the exec stays Created for containerd
+// to delete.
+func (e *Exec) Start(ctx context.Context) (int, error) {
+	e.op.Lock()
+	defer e.op.Unlock()
+	if _, err := e.begin("start", Created); err != nil {
+		return 0, err
 	}
-	if e.status != Created {
-		return nil, stateError("start", e.ID, e.status)
-	}
-	e.starting = true
 	l := e.launch
 	e.launch = nil
-	return l, nil
+	if l == nil { // a Start before failed and released the launch
+		l = e.newLaunch(ctx)
+		e.setStarted(0, l.streams)
+	}
+	pid, err := e.run(ctx, l)
+	if err != nil {
+		l.release()
+		return 0, err
+	}
+	e.setStarted(pid, l.streams)
+	e.move(Running)
+	return pid, nil
 }
 
-// Start runs the exec; the process is running when it returns.
-func (e *Exec) Start(ctx context.Context) (retErr error) {
-	l, err := e.claim()
-	if err != nil {
-		return err
-	}
-	if l == nil {
-		l = e.newLaunch(ctx)
-	}
-	defer func() {
-		if retErr != nil {
-			l.release()
-			e.mu.Lock()
-			e.starting = false // still Created: containerd deletes it
-			e.mu.Unlock()
-		}
-	}()
+// run hands the spec to the runtime and finishes the process's stdio.
+func (e *Exec) run(ctx context.Context, l *execLaunch) (int, error) {
 	if l.err != nil {
-		return fmt.Errorf("set up stdio of exec %s: %w", e.ID, l.err)
+		return 0, fmt.Errorf("set up stdio of exec %s: %w", e.ID, l.err)
 	}
 	defer os.Remove(l.pidFile)
-	err = ErrPendingGone
+	err := ErrPendingGone
 	if l.pending != nil {
 		err = l.pending.Run(e.spec)
 		l.pending = nil
@@ -133,60 +143,72 @@ func (e *Exec) Start(ctx context.Context) (retErr error) {
 		err = cfg.Runtime.Exec(ctx, cfg.ID, e.spec, e.execOpts(l))
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
 	pid, err := ReadPidFile(l.pidFile)
 	if err != nil {
-		return err
+		// The runtime started it, but where it is cannot be known.
+		slog.Error("exec started but its pid is unknown: it is not tracked", "exec", e.ID, "container", e.init.ID, "error", err)
+		return 0, fmt.Errorf("pid of exec %s: %w", e.ID, err)
 	}
-	e.setPid(pid)
-	if err := attachIO(ctx, l.streams, l.console); err != nil {
-		return fmt.Errorf("attach stdio of exec %s: %w", e.ID, err)
+	err = attachIO(ctx, l.streams, l.console)
+	if err == nil {
+		// As the reference shim does, from the exec's start on.
+		err = l.streams.HoldStdin()
 	}
-	e.io = l.streams
-	_ = e.transition("start", Running, Created)
-	return nil
+	if err == nil {
+		err = fault.Check("exec.started")
+	}
+	if err != nil {
+		e.killStarted(pid)
+		return 0, fmt.Errorf("attach stdio of exec %s: %w", e.ID, err)
+	}
+	return pid, nil
 }
 
-// Kill signals the exec's process.
+// killStarted kills the process of an exec whose Start failed after the
+// runtime started it. Its exit is not the exec's to publish: the exec never
+// started, as far as containerd knows.
+func (e *Exec) killStarted(pid int) {
+	if err := e.init.cfg.Children.Signal(pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+		slog.Error("kill the process of an exec whose start failed", "exec", e.ID, "pid", pid, "error", err)
+	}
+}
+
+// Kill signals the exec's process. It takes no operation lock.
 func (e *Exec) Kill(sig int) error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	switch e.status {
+	s, pid := e.status, e.pid
+	e.mu.Unlock()
+	switch s {
 	case Created:
 		return fmt.Errorf("kill exec %s: %w: it has not started", e.ID, ErrWrongState)
 	case Stopped, Deleted:
-		return stateError("kill", e.ID, e.status)
+		return stateError("kill", e.ID, s)
 	}
-	if err := unix.Kill(e.pid, unix.Signal(sig)); err != nil {
+	if err := e.init.cfg.Children.Signal(pid, unix.Signal(sig)); err != nil {
 		if errors.Is(err, unix.ESRCH) {
 			return fmt.Errorf("kill exec %s: %w", e.ID, ErrExited)
 		}
-		return fmt.Errorf("kill exec %s (pid %d): %w", e.ID, e.pid, err)
+		return fmt.Errorf("kill exec %s (pid %d): %w", e.ID, pid, err)
 	}
 	return nil
 }
 
 // Delete releases the exec's stdio, and what Prepare readied if it never
-// started. Allowed once it has stopped, or if it never started.
+// started. Allowed once it has stopped, or if it never started; a second
+// Delete finds it deleted.
 func (e *Exec) Delete() error {
-	e.mu.Lock()
-	s := e.status
-	if s != Stopped && s != Created {
-		e.mu.Unlock()
-		return stateError("delete", e.ID, s)
+	e.op.Lock()
+	defer e.op.Unlock()
+	if _, err := e.begin("delete", Created, Stopped); err != nil {
+		return err
 	}
-	if s == Created && e.starting {
-		e.mu.Unlock()
-		return fmt.Errorf("delete exec %s: %w: it is being started", e.ID, ErrWrongState)
-	}
-	e.status = Deleted
-	l := e.launch
-	e.launch = nil
-	e.mu.Unlock()
-	if l != nil {
+	if l := e.launch; l != nil {
+		e.launch = nil
 		l.release()
 	}
 	e.drainIO(ioDrainTimeout)
+	e.markDeleted()
 	return nil
 }

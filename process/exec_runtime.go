@@ -46,7 +46,7 @@ const specFD = 3
 // to the container until Run hands the spec over. Starting it when containerd
 // adds the exec lets that start-up overlap the client's round trips to Start.
 type PendingExec struct {
-	r    *Runtime
+	r    *Runc
 	call *runtimeCall
 
 	// specR is the shim's copy of the pipe's read end: what is still in the
@@ -96,7 +96,7 @@ var ErrPendingGone = errors.New("pending runtime exec ended before reading its p
 
 // ReadyExec is StartExec for an exec readied ahead of its Start: at most
 // maxPendingExecs of them wait at once.
-func (r *Runtime) ReadyExec(id string, o ExecOpts) (*PendingExec, error) {
+func (r *Runc) ReadyExec(id string, o ExecOpts) (Pending, error) {
 	if pendingExecs.Add(1) > maxPendingExecs {
 		pendingExecs.Add(-1)
 		return nil, ErrTooManyPending
@@ -112,7 +112,7 @@ func (r *Runtime) ReadyExec(id string, o ExecOpts) (*PendingExec, error) {
 
 // StartExec starts `exec --detach` reading its process spec from a pipe.
 // The process's stdio in o goes to the runtime now.
-func (r *Runtime) StartExec(id string, o ExecOpts) (*PendingExec, error) {
+func (r *Runc) StartExec(id string, o ExecOpts) (*PendingExec, error) {
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("exec process spec pipe: %w", err)
@@ -201,5 +201,5 @@ func (p *PendingExec) Abort() {
 	p.call.cmd.Process.Kill()
 	w.Close()
 	p.specR.Close()
-	p.r.Reaper.Wait(p.call.cmd)
+	p.r.Children.Wait(p.call.cmd)
 }

@@ -13,11 +13,12 @@ import (
 )
 
 // fakeRuntime writes a runtime binary that answers `exec` the way runc does
-// with the spec read from --process: it copies the spec to <dir>/got. If
+// with the spec read from --process: once it has read all of the spec, it
+// writes it to <dir>/got (so got exists only if the spec was read). If
 // <dir>/fail exists it fails before reading the spec (as runc does on a
 // paused container), if <dir>/fail-after exists, after, logging why as runc
 // does.
-func fakeRuntime(t *testing.T) (*Runtime, string) {
+func fakeRuntime(t *testing.T) (*Runc, string) {
 	t.Helper()
 	dir := t.TempDir()
 	script := `#!/bin/sh
@@ -26,14 +27,15 @@ while [ $# -gt 1 ]; do
 	shift
 done
 if [ -e ` + dir + `/fail ]; then echo "cannot exec in a paused container" >&2; exit 1; fi
-cat "$spec" > ` + dir + `/got
+spec=$(cat "$spec") || exit 3
+printf '%s' "$spec" > ` + dir + `/got
 if [ -e ` + dir + `/fail-after ]; then echo '{"level":"error","msg":"exec failed: no such file"}' >> "$log"; exit 2; fi
 `
 	bin := filepath.Join(dir, "fake-runc")
 	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return &Runtime{Binary: bin, LogPath: filepath.Join(dir, "log.json"), Reaper: Default()}, dir
+	return &Runc{Binary: bin, LogPath: filepath.Join(dir, "log.json"), Children: Default()}, dir
 }
 
 func stderrFile(t *testing.T, dir string) *os.File {
@@ -127,7 +129,7 @@ func TestPendingExecAbort(t *testing.T) {
 }
 
 func TestPendingExecMissingBinary(t *testing.T) {
-	r := &Runtime{Binary: "/nonexistent/runc", Reaper: Default()}
+	r := &Runc{Binary: "/nonexistent/runc", Children: Default()}
 	if _, err := r.StartExec("c1", ExecOpts{}); !errors.Is(err, ErrRuntimeMissing) {
 		t.Fatalf("StartExec with a missing binary: %v, want ErrRuntimeMissing", err)
 	}
@@ -135,7 +137,7 @@ func TestPendingExecMissingBinary(t *testing.T) {
 
 func TestPendingExecBound(t *testing.T) {
 	r, _ := fakeRuntime(t)
-	var ps []*PendingExec
+	var ps []Pending
 	defer func() {
 		for _, p := range ps {
 			p.Abort()

@@ -2,11 +2,15 @@ package process
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/podv2/containerd-shim-pod-v2/fault"
 	"github.com/podv2/containerd-shim-pod-v2/stdio"
 )
 
@@ -17,7 +21,8 @@ const ioDrainTimeout = 2 * time.Second
 // InitConfig is what a container's init needs to be created.
 type InitConfig struct {
 	ID, Bundle   string
-	Runtime      *Runtime
+	Runtime      Runtime
+	Children     Children // signals exec processes (see Exec.Kill)
 	Stdio        stdio.Config
 	IOOptions    stdio.Options
 	Starter      stdio.Starter // starts logger children through the reaper
@@ -41,15 +46,22 @@ func NewInit(cfg InitConfig) *Init {
 func (i *Init) Bundle() string { return i.cfg.Bundle }
 
 // Runtime returns the OCI runtime the container runs under.
-func (i *Init) Runtime() *Runtime { return i.cfg.Runtime }
+func (i *Init) Runtime() Runtime { return i.cfg.Runtime }
 
-// Create sets up stdio and runs the runtime's create. The process is left
-// Created, blocked until Start.
-func (i *Init) Create(ctx context.Context) error {
+// Create sets up stdio and runs the runtime's create, and returns the pid of
+// the init, left Created, waiting for Start. A failure after the runtime
+// created the container removes it again (delete --force): nothing of it is
+// left, and the same id can be created again.
+func (i *Init) Create(ctx context.Context) (pid int, retErr error) {
+	i.op.Lock()
+	defer i.op.Unlock()
+	if _, err := i.begin("create", Created); err != nil {
+		return 0, err
+	}
 	pidFile := filepath.Join(i.cfg.Bundle, "init.pid")
 	streams, console, err := setupIO(ctx, i.cfg.Stdio, i.cfg.IOOptions, i.cfg.Starter, i.cfg.ConsoleDir)
 	if err != nil {
-		return fmt.Errorf("set up stdio of %s: %w", i.ID, err)
+		return 0, fmt.Errorf("set up stdio of %s: %w", i.ID, err)
 	}
 	opts := CreateOpts{
 		Bundle:       i.cfg.Bundle,
@@ -64,91 +76,136 @@ func (i *Init) Create(ctx context.Context) error {
 	}
 	if err := i.cfg.Runtime.Create(ctx, i.ID, opts); err != nil {
 		closeIO(streams, console)
-		return err
+		return 0, err
 	}
+	defer func() {
+		if retErr != nil {
+			closeIO(streams, console)
+			retErr = i.undoCreate(retErr)
+		}
+	}()
 	if err := attachIO(ctx, streams, console); err != nil {
-		closeIO(streams, console)
-		return fmt.Errorf("attach stdio of %s: %w", i.ID, err)
+		return 0, fmt.Errorf("attach stdio of %s: %w", i.ID, err)
 	}
-	pid, err := ReadPidFile(pidFile)
+	// The reference shim's moment: a client done with its stdin before the
+	// runtime created the container still gets its EOF (see HoldStdin).
+	if err := streams.HoldStdin(); err != nil {
+		return 0, fmt.Errorf("stdin of %s: %w", i.ID, err)
+	}
+	pid, err = ReadPidFile(pidFile)
+	if err == nil {
+		err = fault.Check("init.pidfile")
+	}
 	if err != nil {
-		closeIO(streams, console)
-		return err
+		return 0, fmt.Errorf("pid of %s: %w", i.ID, err)
 	}
-	i.io = streams
-	i.setPid(pid)
-	return nil
+	i.setStarted(pid, streams)
+	return pid, nil
 }
 
-// Start runs the runtime's start. The caller owns what happens to an exit
-// that arrives meanwhile; Start only moves Created to Running.
-func (i *Init) Start(ctx context.Context) error {
-	if s := i.Status(); s != Created {
-		return stateError("start", i.ID, s)
+// undoCreate removes a container the runtime created but the shim could not
+// finish. The request may be cancelled: the removal is not.
+func (i *Init) undoCreate(cause error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := i.cfg.Runtime.Delete(ctx, i.ID, true); err != nil && !IsNotExist(err) {
+		return errors.Join(cause, fmt.Errorf("remove half-created container %s: %w", i.ID, err))
+	}
+	return cause
+}
+
+// Start runs the runtime's start and returns the init's pid. An exit that
+// arrives meanwhile is the caller's to order after the start (see task's
+// exit router); a Start that found the init gone is not an error.
+func (i *Init) Start(ctx context.Context) (int, error) {
+	i.op.Lock()
+	defer i.op.Unlock()
+	if _, err := i.begin("start", Created); err != nil {
+		return 0, err
 	}
 	if err := i.cfg.Runtime.Start(ctx, i.ID); err != nil {
-		return err
+		return 0, err
 	}
-	// An exit may already have moved it to Stopped; that is not an error.
-	_ = i.transition("start", Running, Created)
-	return nil
+	i.move(Running)
+	return i.Pid(), nil
 }
 
-// Kill signals init, or every process of the container with all.
+// Kill signals init, or with all every process of the container. It takes
+// no operation lock: a kill must reach a container whose start hangs.
 func (i *Init) Kill(ctx context.Context, sig int, all bool) error {
 	s := i.Status()
 	if (s == Stopped && !all) || s == Deleted {
 		return stateError("kill", i.ID, s)
 	}
 	err := i.cfg.Runtime.Kill(ctx, i.ID, sig, all)
-	if err != nil && isNotRunning(err) {
+	if err != nil && (isNotRunning(err) || IsNotExist(err)) {
 		return fmt.Errorf("kill %s: %w", i.ID, ErrExited)
 	}
 	return err
 }
 
-// Delete removes the container from the runtime and releases its stdio. It
-// is allowed when the container is created (it is killed) or stopped.
-func (i *Init) Delete(ctx context.Context) error {
-	s := i.Status()
-	if s != Created && s != Stopped {
-		return stateError("delete", i.ID, s)
+// KillAll kills every process left in the container, for the exit path
+// (init gone, no pid namespace of its own to take the rest with it).
+func (i *Init) KillAll(ctx context.Context) error {
+	return i.cfg.Runtime.Kill(ctx, i.ID, int(unix.SIGKILL), true)
+}
+
+// Delete removes the container from the runtime, releases its stdio, runs
+// teardown (the caller's part: mounts, events) and ends the init's life. It
+// is allowed when the container is created (the runtime kills it) or
+// stopped; a second Delete finds it deleted. A failing teardown leaves the
+// init stopped, so that Delete can be tried again.
+func (i *Init) Delete(ctx context.Context, teardown func() error) error {
+	i.op.Lock()
+	defer i.op.Unlock()
+	from, err := i.begin("delete", Created, Stopped)
+	if err != nil {
+		return err
 	}
-	if err := i.cfg.Runtime.Delete(ctx, i.ID, s == Created); err != nil && !IsNotExist(err) {
+	if err := i.cfg.Runtime.Delete(ctx, i.ID, from == Created); err != nil && !IsNotExist(err) {
 		return err
 	}
 	i.drainIO(ioDrainTimeout)
+	if teardown != nil {
+		if err := teardown(); err != nil {
+			return err
+		}
+	}
+	i.markDeleted()
 	return nil
 }
 
-// MarkDeleted ends the process's life in the shim.
-func (i *Init) MarkDeleted() {
-	i.mu.Lock()
-	i.status = Deleted
-	i.mu.Unlock()
-}
-
-// Pause freezes the container.
-func (i *Init) Pause(ctx context.Context) error {
-	if err := i.transition("pause", Paused, Running); err != nil {
+// Pause freezes the container; it is Pausing during the runtime's call.
+// announce (the caller's event) runs once it is paused, before any other
+// operation of the process, so that events keep the order of the states.
+func (i *Init) Pause(ctx context.Context, announce func()) error {
+	i.op.Lock()
+	defer i.op.Unlock()
+	if _, err := i.begin("pause", Running); err != nil {
 		return err
 	}
+	i.move(Pausing)
 	if err := i.cfg.Runtime.Pause(ctx, i.ID); err != nil {
-		_ = i.transition("pause", Running, Paused)
+		i.move(Running)
 		return err
 	}
+	i.move(Paused)
+	announce()
 	return nil
 }
 
-// Resume thaws a paused container.
-func (i *Init) Resume(ctx context.Context) error {
-	if s := i.Status(); s != Paused {
-		return stateError("resume", i.ID, s)
+// Resume thaws a paused container; announce as for Pause.
+func (i *Init) Resume(ctx context.Context, announce func()) error {
+	i.op.Lock()
+	defer i.op.Unlock()
+	if _, err := i.begin("resume", Paused); err != nil {
+		return err
 	}
 	if err := i.cfg.Runtime.Resume(ctx, i.ID); err != nil {
 		return err
 	}
-	_ = i.transition("resume", Running, Paused)
+	i.move(Running)
+	announce()
 	return nil
 }
 
@@ -166,6 +223,9 @@ func IsNotExist(err error) bool {
 }
 
 func setupIO(ctx context.Context, cfg stdio.Config, opts stdio.Options, start stdio.Starter, consoleDir string) (*stdio.Process, *stdio.ConsoleSocket, error) {
+	if err := fault.Check("stdio.setup"); err != nil {
+		return nil, nil, err
+	}
 	streams, err := stdio.New(ctx, cfg, opts, start)
 	if err != nil {
 		return nil, nil, err
@@ -191,6 +251,9 @@ func runtimeStdio(p *stdio.Process) Stdio {
 // or the pty master the runtime sent is received and copied.
 func attachIO(ctx context.Context, streams *stdio.Process, console *stdio.ConsoleSocket) error {
 	streams.CloseRuntimeEnds()
+	if err := fault.Check("stdio.attach"); err != nil {
+		return err
+	}
 	if console == nil {
 		return streams.Start()
 	}

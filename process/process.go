@@ -1,5 +1,13 @@
 // Package process runs a container's init and exec processes through an OCI
 // runtime, as small state machines, and reaps every child of the shim.
+//
+// Each process has one state machine (status.go): an operation that changes
+// its state (create, start, pause, resume, delete) holds the process's
+// operation lock from the check of the state it starts from, across the
+// runtime call, to the state it leaves, so that two operations never
+// interleave and each sees what the last one left. An exit is recorded with
+// SetExited, which never waits for that lock: the path that reaps exits never
+// waits for a runtime call.
 package process
 
 import (
@@ -11,35 +19,6 @@ import (
 	"github.com/podv2/containerd-shim-pod-v2/stdio"
 )
 
-// Status is where a process is in its life.
-type Status int
-
-// The states. Created -> Running <-> Paused; any -> Stopped on exit;
-// Stopped (or Created) -> Deleted.
-const (
-	Created Status = iota
-	Running
-	Paused
-	Stopped
-	Deleted
-)
-
-func (s Status) String() string {
-	switch s {
-	case Created:
-		return "created"
-	case Running:
-		return "running"
-	case Paused:
-		return "paused"
-	case Stopped:
-		return "stopped"
-	case Deleted:
-		return "deleted"
-	}
-	return fmt.Sprintf("status(%d)", int(s))
-}
-
 var (
 	// ErrRuntimeMissing: the OCI runtime binary cannot be found or run.
 	ErrRuntimeMissing = errors.New("OCI runtime binary not found")
@@ -47,31 +26,40 @@ var (
 	ErrWrongState = errors.New("wrong state")
 	// ErrExited: the process has already finished.
 	ErrExited = errors.New("process already finished")
+	// ErrDeleted: the process was deleted; it is no more.
+	ErrDeleted = errors.New("process deleted")
 )
 
 // stateError says what was asked of a process in which state.
 func stateError(op, id string, s Status) error {
-	if s == Stopped || s == Deleted {
+	switch s {
+	case Deleted:
+		return fmt.Errorf("%s %s: %w", op, id, ErrDeleted)
+	case Stopped:
 		return fmt.Errorf("%s %s: %w (status %s)", op, id, ErrExited, s)
 	}
 	return fmt.Errorf("cannot %s %s while it is %s: %w", op, id, s, ErrWrongState)
 }
 
-// Process is what init and exec processes share: identity, status, exit and stdio.
+// Process is what init and exec processes share: identity, state, exit and
+// stdio.
 type Process struct {
 	ID     string // the container id for init, the exec id for an exec
 	Config stdio.Config
 
-	// mu guards status, pid, exitStatus and exitedAt; exited is closed once,
-	// when status becomes Stopped.
+	// op serialises the operations that change the state (see the package
+	// comment). Taken before mu, never by the exit path.
+	op sync.Mutex
+
+	// mu guards status, pid, exitStatus, exitedAt and io; exited is closed
+	// exactly when status first becomes Stopped.
 	mu         sync.Mutex
 	status     Status
 	pid        int
 	exitStatus int
 	exitedAt   time.Time
 	exited     chan struct{}
-
-	io *stdio.Process
+	io         *stdio.Process
 }
 
 func newProcess(id string, cfg stdio.Config) Process {
@@ -102,7 +90,8 @@ func (p *Process) ExitInfo() (int, time.Time) {
 // Exited is closed when the process has exited.
 func (p *Process) Exited() <-chan struct{} { return p.exited }
 
-// SetExited records the exit. It reports false if the process had already exited.
+// SetExited records the exit. It reports false if the process had already
+// exited (or was deleted): an exit is recorded once.
 func (p *Process) SetExited(status int, at time.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -116,49 +105,80 @@ func (p *Process) SetExited(status int, at time.Time) bool {
 	return true
 }
 
-// transition moves from one of the allowed states to the next.
-func (p *Process) transition(op string, to Status, from ...Status) error {
+// begin checks, with the operation lock held, that the process is in one of
+// the states op may start from.
+func (p *Process) begin(op string, from ...Status) (Status, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, f := range from {
 		if p.status == f {
-			p.status = to
-			return nil
+			return f, nil
 		}
 	}
-	return stateError(op, p.ID, p.status)
+	return p.status, stateError(op, p.ID, p.status)
 }
 
-func (p *Process) setPid(pid int) {
+// move sets the state op leads to, unless an exit came meanwhile: a process
+// that stopped stays stopped.
+func (p *Process) move(to Status) {
 	p.mu.Lock()
-	p.pid = pid
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	if p.status != Stopped && p.status != Deleted {
+		p.status = to
+	}
 }
 
-// IO returns the process's stdio, nil before it is set up.
-func (p *Process) IO() *stdio.Process { return p.io }
+// markDeleted ends the process's life in the shim. The operation lock is held.
+func (p *Process) markDeleted() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.status != Stopped && p.status != Deleted {
+		close(p.exited) // nobody waits in vain on a process that is gone
+	}
+	p.status = Deleted
+}
+
+func (p *Process) setStarted(pid int, io *stdio.Process) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pid = pid
+	p.io = io
+}
+
+func (p *Process) stdio() *stdio.Process {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.io
+}
 
 // CloseStdin closes the process's stdin as containerd's CloseIO asks.
 func (p *Process) CloseStdin() error {
-	if p.io == nil {
-		return nil
+	if io := p.stdio(); io != nil {
+		return io.CloseStdin()
 	}
-	return p.io.CloseStdin()
+	return nil
 }
 
-// Resize resizes the process's terminal.
+// Resize resizes the process's terminal. Before the terminal exists (an
+// exec not started yet), the size is kept and set when it comes.
 func (p *Process) Resize(width, height uint32) error {
-	if p.io == nil || !p.Config.Terminal {
+	if !p.Config.Terminal {
 		return fmt.Errorf("resize %s: %w: the process has no terminal", p.ID, ErrWrongState)
 	}
-	return p.io.Resize(width, height)
+	io := p.stdio()
+	if io == nil {
+		return nil // its stdio could not be set up: Start reports why
+	}
+	return io.Resize(width, height)
 }
 
-// drainIO waits, bounded, for the output to reach the client, then releases the stdio.
+// drainIO waits, bounded, for the output to reach the client, then releases
+// the stdio.
 func (p *Process) drainIO(timeout time.Duration) {
-	if p.io == nil {
+	io := p.stdio()
+	if io == nil {
 		return
 	}
-	p.io.Wait(timeout)
-	p.io.Close()
+	io.Wait(timeout)
+	io.Close()
 }

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -54,8 +55,18 @@ func newReaper() *Reaper {
 	return r
 }
 
-// reap collects every child that has exited, without blocking.
+// reap collects every child that has exited, without blocking. Each wait4
+// and the dispatch of what it reaped happen under mu, so that Signal, which
+// holds mu too, never sees a pid freed (and perhaps reused) under it.
 func (r *Reaper) reap() {
+	for r.reapOne() {
+	}
+}
+
+// reapOne reaps one child; false when none is left to reap.
+func (r *Reaper) reapOne() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for {
 		var ws unix.WaitStatus
 		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
@@ -63,14 +74,14 @@ func (r *Reaper) reap() {
 			continue
 		}
 		if err != nil || pid <= 0 {
-			return
+			return false
 		}
 		// A traced child reports its stops here even without WUNTRACED; only
 		// deaths are exits.
-		if !ws.Exited() && !ws.Signaled() {
-			continue
+		if ws.Exited() || ws.Signaled() {
+			r.dispatchLocked(Exit{Pid: pid, Status: exitStatus(ws), Timestamp: time.Now()})
 		}
-		r.dispatch(Exit{Pid: pid, Status: exitStatus(ws), Timestamp: time.Now()})
+		return true
 	}
 }
 
@@ -81,9 +92,9 @@ func exitStatus(ws unix.WaitStatus) int {
 	return ws.ExitStatus()
 }
 
-func (r *Reaper) dispatch(e Exit) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// dispatchLocked hands an exit to the command's waiter, or else to the
+// subscribers. mu is held.
+func (r *Reaper) dispatchLocked(e Exit) {
 	if ch, ok := r.started[e.Pid]; ok {
 		delete(r.started, e.Pid)
 		ch <- e // buffered, never blocks
@@ -92,6 +103,31 @@ func (r *Reaper) dispatch(e Exit) {
 	for _, s := range r.subs {
 		s.push(e)
 	}
+}
+
+// Signal sends sig to pid, a child of the shim (a container process it
+// became the parent of), only while that pid is still the child: alive,
+// not yet reaped, so not reused by another process. A child that has
+// exited (a zombie) or is gone gets ESRCH.
+func (r *Reaper) Signal(pid int, sig syscall.Signal) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var info unix.Siginfo
+	if err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil); err != nil {
+		if errors.Is(err, unix.ECHILD) {
+			return fmt.Errorf("signal %d: not a child of the shim: %w", pid, unix.ESRCH)
+		}
+		return fmt.Errorf("signal %d: %w", pid, err)
+	}
+	// Linux zeroes the siginfo when the child has nothing to report: it
+	// runs. SIGCHLD there means it has exited and waits to be reaped.
+	if info.Signo == int32(unix.SIGCHLD) {
+		return fmt.Errorf("signal %d: it has exited: %w", pid, unix.ESRCH)
+	}
+	if err := unix.Kill(pid, sig); err != nil {
+		return fmt.Errorf("signal %d: %w", pid, err)
+	}
+	return nil
 }
 
 // Start starts cmd so that its exit is delivered to Wait, not to subscribers.

@@ -22,15 +22,49 @@ import (
 // DefaultRuntime is the OCI runtime binary used when options name none.
 const DefaultRuntime = "runc"
 
-// Runtime is the one place that knows an OCI runtime's command line
-// (runc and runc-compatible binaries).
-type Runtime struct {
+// Runtime is an OCI runtime as a container's processes use it. Runc is the
+// one implementation the shim runs; tests drive the task service with fakes.
+type Runtime interface {
+	Create(ctx context.Context, id string, o CreateOpts) error
+	Start(ctx context.Context, id string) error
+	// ReadyExec starts an exec ahead of its process spec (see PendingExec).
+	ReadyExec(id string, o ExecOpts) (Pending, error)
+	Exec(ctx context.Context, id string, spec *specs.Process, o ExecOpts) error
+	Kill(ctx context.Context, id string, sig int, all bool) error
+	Delete(ctx context.Context, id string, force bool) error
+	Pause(ctx context.Context, id string) error
+	Resume(ctx context.Context, id string) error
+	Ps(ctx context.Context, id string) ([]int, error)
+	Update(ctx context.Context, id string, resources *specs.LinuxResources) error
+	Checkpoint(ctx context.Context, id string, o CheckpointOpts) error
+}
+
+// Pending is an exec readied ahead of its Start: Run hands over the process
+// spec and returns once the process runs; Abort drops it, the container
+// untouched. Run reports ErrPendingGone when the runtime ended without the
+// spec: the caller runs a fresh exec.
+type Pending interface {
+	Run(spec *specs.Process) error
+	Abort()
+}
+
+// Children starts, waits for and signals the shim's children without racing
+// its one reaper. *Reaper is the shim's.
+type Children interface {
+	Start(cmd *exec.Cmd) error
+	Wait(cmd *exec.Cmd) (int, error)
+	Signal(pid int, sig syscall.Signal) error
+}
+
+// Runc is the one place that knows an OCI runtime's command line (runc and
+// runc-compatible binaries).
+type Runc struct {
 	Binary        string // name on $PATH or absolute path
 	Root          string // --root: the runtime's state directory
 	SystemdCgroup bool
 	Debug         bool
 	LogPath       string // --log, JSON; the runtime's own error text is read back from it
-	Reaper        *Reaper
+	Children      Children
 }
 
 // Stdio is what the runtime passes on to the process it starts.
@@ -76,14 +110,14 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-func (r *Runtime) binary() string {
+func (r *Runc) binary() string {
 	if r.Binary == "" {
 		return DefaultRuntime
 	}
 	return r.Binary
 }
 
-func (r *Runtime) globalArgs() []string {
+func (r *Runc) globalArgs() []string {
 	args := []string{}
 	if r.Root != "" {
 		args = append(args, "--root", r.Root)
@@ -100,7 +134,7 @@ func (r *Runtime) globalArgs() []string {
 	return args
 }
 
-func (r *Runtime) command(ctx context.Context, args ...string) *exec.Cmd {
+func (r *Runc) command(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, lookPath(r.binary()), append(r.globalArgs(), args...)...)
 	cmd.Env = os.Environ()
 	// The runtime must not die with the shim's process group signals.
@@ -114,7 +148,7 @@ func (r *Runtime) command(ctx context.Context, args ...string) *exec.Cmd {
 
 // run runs the runtime and returns its stdout; a failure carries the
 // runtime's own error message.
-func (r *Runtime) run(cmd *exec.Cmd, op string) ([]byte, error) {
+func (r *Runc) run(cmd *exec.Cmd, op string) ([]byte, error) {
 	var stdout, stderr bytes.Buffer
 	if cmd.Stdout == nil {
 		cmd.Stdout = &stdout
@@ -141,14 +175,14 @@ type runtimeCall struct {
 }
 
 // start starts the runtime through the reaper.
-func (r *Runtime) start(cmd *exec.Cmd, op string) (*runtimeCall, error) {
+func (r *Runc) start(cmd *exec.Cmd, op string) (*runtimeCall, error) {
 	call := &runtimeCall{cmd: cmd, op: op, started: time.Now()}
 	if r.LogPath != "" {
 		if st, err := os.Stat(r.LogPath); err == nil {
 			call.logOffset = st.Size()
 		}
 	}
-	if err := r.Reaper.Start(cmd); err != nil {
+	if err := r.Children.Start(cmd); err != nil {
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
 			return nil, &Error{Op: op, Message: fmt.Sprintf("runtime binary %q: %v", r.binary(), err), Err: ErrRuntimeMissing}
 		}
@@ -159,9 +193,9 @@ func (r *Runtime) start(cmd *exec.Cmd, op string) (*runtimeCall, error) {
 
 // wait waits for a runtime started by start; a non-zero exit becomes an
 // Error with the runtime's last logged error, or else what it printed.
-func (r *Runtime) wait(call *runtimeCall, stdout, stderr *bytes.Buffer) error {
+func (r *Runc) wait(call *runtimeCall, stdout, stderr *bytes.Buffer) error {
 	op := call.op
-	status, err := r.Reaper.Wait(call.cmd)
+	status, err := r.Children.Wait(call.cmd)
 	slog.Debug("runtime", "op", op, "took", time.Since(call.started), "status", status)
 	if err != nil {
 		return &Error{Op: op, Err: err}
@@ -180,7 +214,7 @@ func (r *Runtime) wait(call *runtimeCall, stdout, stderr *bytes.Buffer) error {
 }
 
 // lastLogError returns the last error message the runtime logged after offset.
-func (r *Runtime) lastLogError(offset int64) string {
+func (r *Runc) lastLogError(offset int64) string {
 	if r.LogPath == "" {
 		return ""
 	}
@@ -228,7 +262,7 @@ func setStdio(cmd *exec.Cmd, s Stdio) (*os.File, error) {
 }
 
 // Create runs `create`: the container's init is set up and waits for Start.
-func (r *Runtime) Create(ctx context.Context, id string, o CreateOpts) error {
+func (r *Runc) Create(ctx context.Context, id string, o CreateOpts) error {
 	args := []string{"create", "--bundle", o.Bundle}
 	if o.PidFile != "" {
 		args = append(args, "--pid-file", o.PidFile)
@@ -257,13 +291,13 @@ func (r *Runtime) Create(ctx context.Context, id string, o CreateOpts) error {
 }
 
 // Start runs `start`: the created init runs the user's process.
-func (r *Runtime) Start(ctx context.Context, id string) error {
+func (r *Runc) Start(ctx context.Context, id string) error {
 	_, err := r.run(r.command(ctx, "start", id), "start")
 	return err
 }
 
 // Exec runs `exec --detach`: the process is running when it returns.
-func (r *Runtime) Exec(ctx context.Context, id string, spec *specs.Process, o ExecOpts) error {
+func (r *Runc) Exec(ctx context.Context, id string, spec *specs.Process, o ExecOpts) error {
 	p, err := r.StartExec(id, o)
 	if err != nil {
 		return err
@@ -272,7 +306,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, spec *specs.Process, o Ex
 }
 
 // Kill sends sig to the container's init, or with all to every process of it.
-func (r *Runtime) Kill(ctx context.Context, id string, sig int, all bool) error {
+func (r *Runc) Kill(ctx context.Context, id string, sig int, all bool) error {
 	args := []string{"kill"}
 	if all {
 		args = append(args, "--all")
@@ -282,7 +316,7 @@ func (r *Runtime) Kill(ctx context.Context, id string, sig int, all bool) error 
 }
 
 // Delete removes the container's runtime state; force kills it first.
-func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
+func (r *Runc) Delete(ctx context.Context, id string, force bool) error {
 	args := []string{"delete"}
 	if force {
 		args = append(args, "--force")
@@ -292,19 +326,19 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 }
 
 // Pause freezes every process of the container.
-func (r *Runtime) Pause(ctx context.Context, id string) error {
+func (r *Runc) Pause(ctx context.Context, id string) error {
 	_, err := r.run(r.command(ctx, "pause", id), "pause")
 	return err
 }
 
 // Resume thaws the container.
-func (r *Runtime) Resume(ctx context.Context, id string) error {
+func (r *Runc) Resume(ctx context.Context, id string) error {
 	_, err := r.run(r.command(ctx, "resume", id), "resume")
 	return err
 }
 
 // Ps lists the pids of the container's processes.
-func (r *Runtime) Ps(ctx context.Context, id string) ([]int, error) {
+func (r *Runc) Ps(ctx context.Context, id string) ([]int, error) {
 	out, err := r.run(r.command(ctx, "ps", "--format", "json", id), "ps")
 	if err != nil {
 		return nil, err
@@ -317,7 +351,7 @@ func (r *Runtime) Ps(ctx context.Context, id string) ([]int, error) {
 }
 
 // Update applies new resource limits to the container.
-func (r *Runtime) Update(ctx context.Context, id string, resources *specs.LinuxResources) error {
+func (r *Runc) Update(ctx context.Context, id string, resources *specs.LinuxResources) error {
 	data, err := json.Marshal(resources)
 	if err != nil {
 		return fmt.Errorf("marshal resources: %w", err)
@@ -336,7 +370,7 @@ type CheckpointOpts struct {
 }
 
 // Checkpoint dumps the container with criu through the runtime.
-func (r *Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOpts) error {
+func (r *Runc) Checkpoint(ctx context.Context, id string, o CheckpointOpts) error {
 	args := []string{"checkpoint", "--image-path", o.ImagePath}
 	if o.WorkPath != "" {
 		args = append(args, "--work-path", o.WorkPath)
@@ -364,12 +398,12 @@ func (r *Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOpts) e
 }
 
 // Features returns the runtime's `features` JSON.
-func (r *Runtime) Features(ctx context.Context) ([]byte, error) {
+func (r *Runc) Features(ctx context.Context) ([]byte, error) {
 	return r.run(r.command(ctx, "features"), "features")
 }
 
 // Version returns the first line of the runtime's `--version`.
-func (r *Runtime) Version(ctx context.Context) (string, error) {
+func (r *Runc) Version(ctx context.Context) (string, error) {
 	out, err := r.run(exec.CommandContext(ctx, r.binary(), "--version"), "--version")
 	if err != nil {
 		return "", err

@@ -39,6 +39,12 @@ func (p *Process) SetConsole(console *os.File) error {
 		return fmt.Errorf("set console: %w", err)
 	}
 	p.console = c
+	if ws := p.winsize; ws != nil {
+		p.winsize = nil
+		if err := setWinsize(c, ws); err != nil {
+			p.copyErrs = append(p.copyErrs, err)
+		}
+	}
 	if p.stdinR != nil {
 		p.goCopy(func() { p.copyStdinConsole(c) })
 	}
@@ -91,34 +97,47 @@ func (p *Process) copyConsoleOutput(c *os.File) {
 // so this is a plain read/write copy. The fifo ends only after CloseStdin; a
 // terminal has no EOF of its own, so the copy then types one ^D.
 func (p *Process) copyStdinConsole(c *os.File) {
-	_, err := bufferedCopy(c, p.stdinR, false)
+	err := waitForWriter(p.stdinR)
+	if err == nil {
+		_, err = bufferedCopy(c, p.stdinR, false)
+	}
 	if err == nil {
 		_, err = c.Write([]byte{eot})
 	}
 	p.noteErr("stdin to console", err)
 }
 
-// Resize sets the console's window size (TIOCSWINSZ).
+// Resize sets the console's window size (TIOCSWINSZ). A size asked for
+// before the runtime sent the console (a client resizes an exec's terminal
+// before starting it) is kept and set when it comes.
 func (p *Process) Resize(width, height uint32) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.console == nil {
-		return errors.New("resize: the process has no console")
-	}
 	if width > 0xffff || height > 0xffff {
 		return fmt.Errorf("resize: %dx%d is larger than a terminal can be", width, height)
 	}
-	rc, err := p.console.SyscallConn()
+	ws := &unix.Winsize{Col: uint16(width), Row: uint16(height)}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case !p.terminal:
+		return errors.New("resize: the process has no terminal")
+	case p.console == nil:
+		p.winsize = ws
+		return nil
+	}
+	return setWinsize(p.console, ws)
+}
+
+func setWinsize(console *os.File, ws *unix.Winsize) error {
+	rc, err := console.SyscallConn()
 	if err != nil {
 		return fmt.Errorf("resize: %w", err)
 	}
-	ws := &unix.Winsize{Col: uint16(width), Row: uint16(height)}
 	var ierr error
 	if err := rc.Control(func(fd uintptr) { ierr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, ws) }); err != nil {
 		return fmt.Errorf("resize: %w", err)
 	}
 	if ierr != nil {
-		return fmt.Errorf("resize console to %dx%d: %w", width, height, ierr)
+		return fmt.Errorf("resize console to %dx%d: %w", ws.Col, ws.Row, ierr)
 	}
 	return nil
 }

@@ -58,8 +58,10 @@ func TestConsoleCopiesAndResize(t *testing.T) {
 	if err := p.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Resize(80, 24); err == nil {
-		t.Fatal("Resize without a console succeeded")
+	// A resize before the console exists (nerdctl exec -it resizes before
+	// Start) is kept and set when the console comes.
+	if err := p.Resize(80, 24); err != nil {
+		t.Fatalf("Resize before the console: %v", err)
 	}
 	client := openClient(t, inPath, os.O_WRONLY)
 	output := readAllAsync(openClient(t, outPath, os.O_RDONLY))
@@ -69,6 +71,10 @@ func TestConsoleCopiesAndResize(t *testing.T) {
 	}
 	if err := p.SetConsole(master); err == nil {
 		t.Fatal("a second SetConsole succeeded")
+	}
+	holdStdin(t, p)
+	if ws, err := unix.IoctlGetWinsize(int(slave.Fd()), unix.TIOCGWINSZ); err != nil || ws.Col != 80 || ws.Row != 24 {
+		t.Fatalf("window is %+v (%v), want the 80x24 asked for before the console", ws, err)
 	}
 
 	if err := p.Resize(132, 43); err != nil {

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Config is the stdio containerd asked for (CreateTaskRequest /
@@ -38,6 +40,7 @@ type Process struct {
 	terminal bool
 
 	// Set by New and never reassigned.
+	stdinPath  string    // the stdin fifo, for HoldStdin
 	stdinR     *os.File  // the stdin fifo, read by the stdin copy
 	stdinPipeW *os.File  // pipes: the shim's end of the container's stdin
 	outs       []*output // pipes: the copies Start begins
@@ -50,13 +53,16 @@ type Process struct {
 
 	mu sync.Mutex
 	// mu guards the lifecycle below: the container's ends until
-	// CloseRuntimeEnds, the kept stdin writer until CloseStdin, the console
-	// once SetConsole sets it, whether copies started, whether Close ran,
-	// and the copy errors. Copies are only started under mu and only while
-	// !closed, so Close can wait for every one of them.
+	// CloseRuntimeEnds, the kept stdin writer from HoldStdin until
+	// CloseStdin, the console once SetConsole sets it, a window size asked
+	// for before it, whether copies started, whether Close ran, and the copy
+	// errors. Copies are only started under mu and only while !closed, so
+	// Close can wait for every one of them.
 	runtime   [3]*os.File // container ends: stdin read, stdout write, stderr write
 	stdinKeep *os.File    // a write handle on the stdin fifo: client disconnect is no EOF
+	stdinDone bool        // CloseStdin ran: HoldStdin holds nothing after it
 	console   *os.File
+	winsize   *unix.Winsize // asked for before the console came
 	started   bool
 	closed    bool
 	copyErrs  []error
@@ -105,7 +111,8 @@ func New(ctx context.Context, cfg Config, opts Options, start Starter) (_ *Proce
 	}()
 
 	if in.kind == kindFifo {
-		if p.stdinR, p.stdinKeep, err = openStdinFifo(in.path); err != nil {
+		p.stdinPath = in.path
+		if p.stdinR, err = openStdinFifo(in.path); err != nil {
 			return nil, err
 		}
 		if !cfg.Terminal {
@@ -247,9 +254,13 @@ func (p *Process) copyOutput(o *output) {
 
 // copyStdin moves the stdin fifo into the container's stdin pipe until the
 // fifo has no writer left (CloseStdin closed the shim's, the client closed
-// its own) and is empty, then closes the pipe: the container's EOF.
+// its own) and is empty, then closes the pipe: the container's EOF. It reads
+// nothing before a writer came (see waitForWriter).
 func (p *Process) copyStdin() {
-	_, err := copyStream(p.stdinPipeW, p.stdinR)
+	err := waitForWriter(p.stdinR)
+	if err == nil {
+		_, err = copyStream(p.stdinPipeW, p.stdinR)
+	}
 	p.stdinPipeW.Close()
 	if errors.Is(err, syscall.EPIPE) {
 		err = nil // the container closed its stdin: nobody to give the rest to
@@ -270,6 +281,31 @@ func (p *Process) noteErr(stream string, err error) {
 	}
 }
 
+// HoldStdin opens the write handle the shim keeps on the stdin fifo, so
+// that a client that goes away (or has not come yet) is no EOF: from now on
+// only CloseStdin (containerd's CloseIO) ends stdin. It is called where the
+// reference shim opens that handle, after the runtime created an init and
+// when an exec starts, never earlier: a client that wrote its stdin and
+// closed its end before then gets its EOF without a CloseIO (nerdctl drops
+// its CloseIO when its stdin ends before the task exists). Idempotent; a
+// no-op without stdin, after CloseStdin, or once the client came and went.
+func (p *Process) HoldStdin() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stdinR == nil || p.stdinKeep != nil || p.stdinDone || p.closed {
+		return nil
+	}
+	if writerCameAndWent(p.stdinR) {
+		return nil // the client's stdin has ended: the copy delivers its EOF
+	}
+	keep, err := openStdinKeep(p.stdinPath)
+	if err != nil {
+		return err
+	}
+	p.stdinKeep = keep
+	return nil
+}
+
 // CloseStdin is CloseIO: it closes the write handle the shim keeps on the
 // stdin fifo. The copy then delivers whatever the fifo still holds and,
 // once the client's writers are gone too, gives the container EOF (a
@@ -278,6 +314,7 @@ func (p *Process) noteErr(stream string, err error) {
 func (p *Process) CloseStdin() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.stdinDone = true
 	if p.stdinKeep == nil {
 		return nil
 	}

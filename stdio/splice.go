@@ -144,20 +144,13 @@ const (
 // pipeState polls the read side of a pipe without waiting. POLLHUP without
 // POLLIN is EOF; an error reads as data, so that the next splice reports it.
 func pipeState(fd int) pipeStatus {
-	for {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		_, err := unix.Poll(fds, 0)
-		if err == unix.EINTR {
-			continue
-		}
-		switch ev := fds[0].Revents; {
-		case err != nil || ev&(unix.POLLIN|unix.POLLERR|unix.POLLNVAL) != 0:
-			return pipeHasData
-		case ev&unix.POLLHUP != 0:
-			return pipeDrained
-		}
-		return pipeEmpty
+	switch ev := pollIn(fd); {
+	case ev&(unix.POLLIN|unix.POLLERR|unix.POLLNVAL) != 0:
+		return pipeHasData
+	case ev&unix.POLLHUP != 0:
+		return pipeDrained
 	}
+	return pipeEmpty
 }
 
 // waitWritable waits until the poller says rc's file can take data. The

@@ -14,6 +14,7 @@ func TestStdinCloseIODeliversEverythingThenEOF(t *testing.T) {
 	path := mkfifo(t, dir, "in")
 	p := newOrFatal(t, Config{Stdin: path}, noOwner)
 	client := openClient(t, path, os.O_WRONLY)
+	holdStdin(t, p)
 	stdin, _, _ := container(t, p)
 	got := readAllAsync(stdin)
 
@@ -37,6 +38,7 @@ func TestStdinCloseIOBeforeClientIsDone(t *testing.T) {
 	path := mkfifo(t, dir, "in")
 	p := newOrFatal(t, Config{Stdin: path}, noOwner)
 	client := openClient(t, path, os.O_WRONLY)
+	holdStdin(t, p)
 	stdin, _, _ := container(t, p)
 	got := readAllAsync(stdin)
 
@@ -60,6 +62,7 @@ func TestStdinClientDisconnectIsNotEOF(t *testing.T) {
 	path := mkfifo(t, dir, "in")
 	p := newOrFatal(t, Config{Stdin: path}, noOwner)
 	client := openClient(t, path, os.O_WRONLY)
+	holdStdin(t, p)
 	stdin, _, _ := container(t, p)
 
 	client.Write([]byte("abc"))
@@ -103,6 +106,7 @@ func TestStdinContainerClosesStdin(t *testing.T) {
 	path := mkfifo(t, dir, "in")
 	p := newOrFatal(t, Config{Stdin: path}, noOwner)
 	client := openClient(t, path, os.O_WRONLY)
+	holdStdin(t, p)
 	stdin, _, _ := container(t, p)
 	stdin.Close()
 	client.Write([]byte("nobody reads this"))
@@ -110,4 +114,64 @@ func TestStdinContainerClosesStdin(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
+}
+
+func holdStdin(t *testing.T, p *Process) {
+	t.Helper()
+	if err := p.HoldStdin(); err != nil {
+		t.Fatalf("HoldStdin: %v", err)
+	}
+}
+
+// nerdctl run -i with piped input: the client writes its stdin and closes
+// its end before the task exists, and drops its CloseIO. The container must
+// still get everything, then EOF: the shim holds the fifo open only from
+// after the runtime's create.
+func TestStdinClientDoneBeforeHoldIsEOF(t *testing.T) {
+	dir := t.TempDir()
+	path := mkfifo(t, dir, "in")
+	p := newOrFatal(t, Config{Stdin: path}, noOwner)
+	client := openClient(t, path, os.O_WRONLY)
+	client.Write([]byte("l1\n"))
+	client.Close()
+	holdStdin(t, p) // after the runtime's create
+	stdin, _, _ := container(t, p)
+	sameBytes(t, "container stdin", await(t, readAllAsync(stdin), 5*time.Second, "container reads stdin"), []byte("l1\n"))
+}
+
+// The stdin copy starts before any client opened the fifo: that is no EOF.
+func TestStdinCopyWaitsForTheClient(t *testing.T) {
+	dir := t.TempDir()
+	path := mkfifo(t, dir, "in")
+	p := newOrFatal(t, Config{Stdin: path}, noOwner)
+	stdin, _, _ := container(t, p)
+	got := readAllAsync(stdin)
+	// Nothing can happen while no client is there; a wrong EOF would be
+	// immediate, so a short wait is enough to see one.
+	select {
+	case r := <-got:
+		t.Fatalf("container saw EOF (%q, %v) before any client came", r.data, r.err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	client := openClient(t, path, os.O_WRONLY)
+	client.Write([]byte("late"))
+	client.Close()
+	sameBytes(t, "container stdin", await(t, got, 5*time.Second, "container reads stdin"), []byte("late"))
+}
+
+// HoldStdin after CloseIO holds nothing: stdin ends with the client.
+func TestStdinHoldAfterCloseIO(t *testing.T) {
+	dir := t.TempDir()
+	path := mkfifo(t, dir, "in")
+	p := newOrFatal(t, Config{Stdin: path}, noOwner)
+	client := openClient(t, path, os.O_WRONLY)
+	if err := p.CloseStdin(); err != nil {
+		t.Fatal(err)
+	}
+	holdStdin(t, p)
+	stdin, _, _ := container(t, p)
+	got := readAllAsync(stdin)
+	client.Write([]byte("x"))
+	client.Close()
+	sameBytes(t, "container stdin", await(t, got, 5*time.Second, "container reads stdin"), []byte("x"))
 }

@@ -25,8 +25,27 @@ type runtimeRecord struct {
 	Root   string `json:"root"`
 }
 
-func writeRuntimeRecord(bundle string, rt *process.Runtime) error {
-	data, err := json.Marshal(runtimeRecord{Binary: rt.Binary, Root: rt.Root})
+// RuntimeConfig is how a container's OCI runtime is run, from its options.
+type RuntimeConfig struct {
+	Binary, Root, LogPath string
+	SystemdCgroup, Debug  bool
+	Children              process.Children
+}
+
+// newRunc is the runtime the shim runs: runc's command line.
+func newRunc(c RuntimeConfig) process.Runtime {
+	return &process.Runc{
+		Binary:        c.Binary,
+		Root:          c.Root,
+		SystemdCgroup: c.SystemdCgroup,
+		Debug:         c.Debug,
+		LogPath:       c.LogPath,
+		Children:      c.Children,
+	}
+}
+
+func writeRuntimeRecord(bundle string, rc RuntimeConfig) error {
+	data, err := json.Marshal(runtimeRecord{Binary: rc.Binary, Root: rc.Root})
 	if err != nil {
 		return err
 	}
@@ -35,6 +54,13 @@ func writeRuntimeRecord(bundle string, rt *process.Runtime) error {
 		return fmt.Errorf("record runtime: %w", err)
 	}
 	return os.Rename(tmp, filepath.Join(bundle, runtimeFile))
+}
+
+func removeRuntimeRecord(bundle string) error {
+	if err := os.Remove(filepath.Join(bundle, runtimeFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove runtime record: %w", err)
+	}
+	return nil
 }
 
 // Cleanup is the `delete` action: the shim that served the container is
@@ -48,11 +74,11 @@ func Cleanup(ctx context.Context, cfg Config) (*taskapi.DeleteResponse, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("read %s: %w", runtimeFile, err)
 	}
-	rt := &process.Runtime{
-		Binary:  rec.Binary,
-		Root:    rec.Root,
-		LogPath: filepath.Join(cfg.Bundle, "log.json"),
-		Reaper:  process.Default(),
+	rt := &process.Runc{
+		Binary:   rec.Binary,
+		Root:     rec.Root,
+		LogPath:  filepath.Join(cfg.Bundle, "log.json"),
+		Children: process.Default(),
 	}
 	// containerd 1.6 runs delete after every normal disconnect too, when the
 	// container is long gone: no runtime state, no runtime call.

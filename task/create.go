@@ -13,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/podv2/containerd-shim-pod-v2/cgroup"
+	"github.com/podv2/containerd-shim-pod-v2/fault"
 	"github.com/podv2/containerd-shim-pod-v2/pod"
 	"github.com/podv2/containerd-shim-pod-v2/process"
 	"github.com/podv2/containerd-shim-pod-v2/stdio"
@@ -29,6 +30,10 @@ func (s *Service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 	return &taskapi.CreateTaskResponse{Pid: uint32(c.init.Pid())}, nil
 }
 
+// create runs the steps of a Create, each registering its undo: a failure
+// at any step undoes every step before it, in reverse, so that nothing is
+// left (mounts, runtime state, the pod's namespaces) and the same id can be
+// created again.
 func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *container, retErr error) {
 	if err := pod.ValidateID(r.ID); err != nil {
 		return nil, err
@@ -41,31 +46,26 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	if err != nil || r.Bundle == "" {
 		return nil, invalid("bundle path %q of container %s is not valid", r.Bundle, r.ID)
 	}
-	spec, err := readSpec(bundle)
+	specData, spec, err := readSpec(bundle)
 	if err != nil {
 		return nil, err
 	}
 
-	// Reserve the id before any work, so a concurrent Create of the same id
-	// fails instead of racing.
-	// The container is visible to other requests only once created.
-	c := &container{id: r.ID, bundle: bundle, execs: make(map[string]*execProc)}
-	s.mu.Lock()
-	_, exists := s.containers[r.ID]
-	if exists || s.creating[r.ID] {
-		s.mu.Unlock()
-		return nil, alreadyExists("container %s", r.ID)
-	}
-	s.creating[r.ID] = true
-	s.mu.Unlock()
+	var undo undoStack
 	defer func() {
-		s.mu.Lock()
-		delete(s.creating, r.ID)
-		if retErr == nil {
-			s.containers[r.ID] = c
+		if retErr != nil {
+			retErr = undo.unwind(retErr)
 		}
-		s.mu.Unlock()
 	}()
+
+	// The id is reserved before any work, so a concurrent Create of the
+	// same id fails instead of racing; the container is visible to other
+	// requests only once created.
+	if err := s.reserve(r.ID); err != nil {
+		return nil, err
+	}
+	undo.push(func() error { s.unreserve(r.ID); return nil })
+	c := newContainer(r.ID, bundle)
 
 	// The pod's namespaces: decided by its first container, joined by every
 	// one. The spec runc reads is the rewritten one.
@@ -77,16 +77,14 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		return nil, err
 	}
 	c.pod = p
-	defer func() {
-		if retErr != nil {
-			if _, err := p.Leave(r.ID); err != nil {
-				slog.Error("leave pod after failed create", "id", r.ID, "error", err)
-			}
-		}
-	}()
+	undo.push(func() error {
+		_, err := p.Leave(r.ID)
+		return err
+	})
 	if err := writeSpec(bundle, spec); err != nil {
 		return nil, err
 	}
+	undo.push(func() error { return restoreSpec(bundle, specData) })
 
 	c.killAllOnExit = !ownPidNamespace(spec)
 	if len(r.Rootfs) > 0 {
@@ -95,73 +93,87 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 			return nil, fmt.Errorf("mount rootfs of %s: %w", r.ID, err)
 		}
 		c.rootfs = target
-		defer func() {
-			if retErr != nil {
-				unmountRootfs(target)
-			}
-		}()
+		undo.push(func() error { return unmountRootfs(target) })
 	}
 
-	streams := stdio.Config{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
+	rc := RuntimeConfig{
+		Binary:        opts.BinaryName,
+		Root:          runtimeRoot(opts, s.cfg.Namespace),
+		SystemdCgroup: opts.SystemdCgroup,
+		Debug:         s.cfg.Debug,
+		LogPath:       filepath.Join(bundle, "log.json"),
+		Children:      s.reaper,
+	}
+	if err := writeRuntimeRecord(bundle, rc); err != nil {
+		return nil, err
+	}
+	undo.push(func() error { return removeRuntimeRecord(bundle) })
+
 	ioUID, ioGID := ioOwner(opts.IoUid, opts.IoGid, spec)
 	c.init = process.NewInit(process.InitConfig{
-		ID:     r.ID,
-		Bundle: bundle,
-		Runtime: &process.Runtime{
-			Binary:        opts.BinaryName,
-			Root:          runtimeRoot(opts, s.cfg.Namespace),
-			SystemdCgroup: opts.SystemdCgroup,
-			Debug:         s.cfg.Debug,
-			LogPath:       filepath.Join(bundle, "log.json"),
-			Reaper:        s.reaper,
-		},
-		Stdio:        streams,
+		ID:           r.ID,
+		Bundle:       bundle,
+		Runtime:      s.cfg.NewRuntime(rc),
+		Children:     s.reaper,
+		Stdio:        stdio.Config{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal},
 		IOOptions:    stdio.Options{UID: ioUID, GID: ioGID, ContainerID: r.ID, Namespace: s.cfg.Namespace},
 		Starter:      s.starter,
 		NoPivot:      opts.NoPivotRoot,
 		NoNewKeyring: opts.NoNewKeyring,
 		ConsoleDir:   consoleDir,
 	})
-	c.ref = &procRef{c: c}
-	if err := writeRuntimeRecord(bundle, c.init.Runtime()); err != nil {
-		return nil, err
-	}
-
-	s.beginStart()
-	err = c.init.Create(ctx)
-	s.endStart(c.ref, c.init.Pid())
-	if err != nil {
-		s.release(c.ref)
-		s.forget(c)
-		return nil, err
-	}
-	s.watchCgroup(c)
-	s.pub.Publish(TopicCreate, &eventstypes.TaskCreate{
-		ContainerID: r.ID,
-		Bundle:      bundle,
-		Rootfs:      r.Rootfs,
-		IO:          &eventstypes.TaskIO{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal},
-		Checkpoint:  r.Checkpoint,
-		Pid:         uint32(c.init.Pid()),
+	// The runtime's create is the last step that can fail; a failure after
+	// the runtime created the container is undone by Init.Create itself.
+	return c, s.exits.during(c.ref, func() (int, error) {
+		return c.init.Create(ctx)
+	}, func(pid int) {
+		s.watchCgroup(c)
+		s.mu.Lock()
+		delete(s.creating, c.id)
+		s.containers[c.id] = c
+		s.mu.Unlock()
+		s.pub.Publish(TopicCreate, &eventstypes.TaskCreate{
+			ContainerID: r.ID,
+			Bundle:      bundle,
+			Rootfs:      r.Rootfs,
+			IO:          &eventstypes.TaskIO{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal},
+			Checkpoint:  r.Checkpoint,
+			Pid:         uint32(pid),
+		})
 	})
-	s.release(c.ref)
-	return c, nil
 }
 
-// readSpec reads the bundle's OCI spec.
-func readSpec(bundle string) (*specs.Spec, error) {
+// reserve takes a container id for a Create under way.
+func (s *Service) reserve(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, exists := s.containers[id]; exists || s.creating[id] {
+		return alreadyExists("container %s", id)
+	}
+	s.creating[id] = true
+	return nil
+}
+
+func (s *Service) unreserve(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.creating, id)
+}
+
+// readSpec reads the bundle's OCI spec, and returns its bytes too.
+func readSpec(bundle string) ([]byte, *specs.Spec, error) {
 	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
 	if err != nil {
-		return nil, invalid("read OCI spec of bundle %s: %v", bundle, err)
+		return nil, nil, invalid("read OCI spec of bundle %s: %v", bundle, err)
 	}
 	var spec specs.Spec
 	if err := json.Unmarshal(data, &spec); err != nil {
-		return nil, invalid("malformed OCI spec %s: %v", filepath.Join(bundle, "config.json"), err)
+		return nil, nil, invalid("malformed OCI spec %s: %v", filepath.Join(bundle, "config.json"), err)
 	}
 	if spec.Process == nil {
-		return nil, invalid("OCI spec %s has no process", filepath.Join(bundle, "config.json"))
+		return nil, nil, invalid("OCI spec %s has no process", filepath.Join(bundle, "config.json"))
 	}
-	return &spec, nil
+	return data, &spec, nil
 }
 
 // writeSpec replaces the bundle's spec, atomically.
@@ -169,6 +181,18 @@ func writeSpec(bundle string, spec *specs.Spec) error {
 	data, err := json.Marshal(spec)
 	if err != nil {
 		return fmt.Errorf("marshal rewritten spec: %w", err)
+	}
+	return replaceSpec(bundle, data)
+}
+
+// restoreSpec puts back the spec the bundle came with.
+func restoreSpec(bundle string, data []byte) error {
+	return replaceSpec(bundle, data)
+}
+
+func replaceSpec(bundle string, data []byte) error {
+	if err := fault.Check("task.spec"); err != nil {
+		return err
 	}
 	tmp := filepath.Join(bundle, ".config.json.pod-v2")
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {

@@ -33,7 +33,7 @@ func toRPC(err error) error {
 	case errdefs.IsNotFound(err), errdefs.IsAlreadyExists(err), errdefs.IsInvalidArgument(err),
 		errdefs.IsFailedPrecondition(err), errdefs.IsNotImplemented(err):
 		// already has a kind
-	case errors.Is(err, process.ErrExited):
+	case errors.Is(err, process.ErrExited), errors.Is(err, process.ErrDeleted):
 		kind = errdefs.ErrNotFound
 	case errors.Is(err, process.ErrWrongState), errors.Is(err, process.ErrRuntimeMissing):
 		kind = errdefs.ErrFailedPrecondition

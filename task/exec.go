@@ -47,67 +47,52 @@ func (s *Service) addExec(ctx context.Context, r *taskapi.ExecProcessRequest) er
 	if len(spec.Args) == 0 {
 		return invalid("exec %s in container %s: process spec has no args", r.ExecID, c.id)
 	}
-	streams := stdio.Config{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
-	e := process.NewExec(c.init, r.ExecID, &spec, streams)
-	if c.hasExec(r.ExecID) {
+	// The request says whether the exec gets a terminal; the spec may be a
+	// copy of the container's (containerd's client does that).
+	spec.Terminal = r.Terminal
+	if c.hasExec(r.ExecID) { // before readying a runtime for nothing
 		return alreadyExists("exec %s in container %s", r.ExecID, c.id)
 	}
+	e := process.NewExec(c.init, r.ExecID, &spec, stdio.Config{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal})
 	// Readied before anyone can see it, so Start and Delete find it whole.
 	e.Prepare(ctx)
-	c.mu.Lock()
-	if _, ok := c.execs[r.ExecID]; ok {
-		c.mu.Unlock()
+	if _, err := c.addExec(e); err != nil {
+		// Taken meanwhile, or the container is being deleted: nothing of
+		// this exec may stay behind (its readied runtime waits for a spec).
 		_ = e.Delete()
-		return alreadyExists("exec %s in container %s", r.ExecID, c.id)
+		return err
 	}
-	c.execs[r.ExecID] = &execProc{Exec: e, ref: &procRef{c: c, exec: e}}
-	c.mu.Unlock()
 	s.pub.Publish(TopicExecAdded, &eventstypes.TaskExecAdded{ContainerID: c.id, ExecID: r.ExecID})
 	return nil
 }
 
 // startExec runs an added exec. It is counted as running from before the
-// runtime starts it, so an init exit meanwhile waits for its exit.
-func (s *Service) startExec(ctx context.Context, c *container, e *execProc) error {
+// runtime starts it, so that an init exit meanwhile waits for its exit; a
+// failed start counts it out again (its process, if any, was killed and its
+// exit is nobody's).
+func (s *Service) startExec(ctx context.Context, c *container, e *execProc) (int, error) {
 	if st := c.init.Status(); st != process.Running {
-		return precondition("cannot start exec %s in container %s: it is %s, not running", e.ID, c.id, st)
+		return 0, precondition("cannot start exec %s in container %s: it is %s, not running", e.ID, c.id, st)
 	}
-	c.mu.Lock()
-	c.running++
-	c.mu.Unlock()
-	s.beginStart()
-	err := e.Start(ctx)
-	s.endStart(e.ref, e.Pid())
+	c.order.execStarting()
+	err := s.exits.during(e.ref, func() (int, error) {
+		return e.Start(ctx)
+	}, func(pid int) {
+		s.pub.Publish(TopicExecStarted, &eventstypes.TaskExecStarted{ContainerID: c.id, ExecID: e.ID, Pid: uint32(pid)})
+	})
 	if err != nil {
-		s.release(e.ref)
-		s.execStartFailed(c)
-		return err
-	}
-	s.pub.Publish(TopicExecStarted, &eventstypes.TaskExecStarted{ContainerID: c.id, ExecID: e.ID, Pid: uint32(e.Pid())})
-	s.release(e.ref)
-	return nil
-}
-
-func (c *container) hasExec(id string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, ok := c.execs[id]
-	return ok
-}
-
-// discardCreatedExecs releases the execs of a deleted container that were
-// added but never started: their prepared runtime is waiting for a spec.
-func (s *Service) discardCreatedExecs(c *container) {
-	c.mu.Lock()
-	var created []*execProc
-	for id, e := range c.execs {
-		if e.Status() == process.Created {
-			created = append(created, e)
-			delete(c.execs, id)
+		if held := c.order.execDone(); held != nil {
+			s.initExited(c, *held)
 		}
+		return 0, err
 	}
-	c.mu.Unlock()
-	for _, e := range created {
+	return e.Pid(), nil
+}
+
+// discardCreatedExecs closes the container to new execs and deletes those
+// that never started: their readied runtimes wait for a spec.
+func (s *Service) discardCreatedExecs(c *container) {
+	for _, e := range c.close() {
 		_ = e.Delete()
 	}
 }
@@ -122,14 +107,7 @@ func (s *Service) Pids(ctx context.Context, r *taskapi.PidsRequest) (*taskapi.Pi
 	if err != nil {
 		return nil, toRPC(err)
 	}
-	execOf := map[int]string{}
-	c.mu.Lock()
-	for id, e := range c.execs {
-		if pid := e.Pid(); pid > 0 {
-			execOf[pid] = id
-		}
-	}
-	c.mu.Unlock()
+	execOf := c.execPids()
 	resp := &taskapi.PidsResponse{}
 	for _, pid := range pids {
 		info := &tasktypes.ProcessInfo{Pid: uint32(pid)}

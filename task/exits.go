@@ -3,157 +3,208 @@ package task
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
-	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/podv2/containerd-shim-pod-v2/process"
 )
 
-// routeExits hands every reaped exit to its process.
-func (s *Service) routeExits(sub *process.Subscription) {
-	for e := range sub.C {
-		s.mu.Lock()
-		ref, ok := s.byPid[e.Pid]
-		if !ok {
-			if s.pendingStarts > 0 {
-				s.unclaimed[e.Pid] = e
+// exitRouter hands each reaped exit to the process it belongs to, once, and
+// never before the event of the step that started that process is out.
+//
+// A process may exit before the step that started it knows its pid (the
+// runtime's create or exec returns after the process ran and died): while any
+// such step is under way, exits of unknown pids are kept, for the step to
+// claim. All of that is inside during: callers cannot get the order wrong.
+type exitRouter struct {
+	handle func(*procRef, process.Exit)
+
+	// mu guards byPid, pending, unclaimed, and every procRef's holding and
+	// held.
+	mu    sync.Mutex
+	byPid map[int]*procRef
+	// pending counts steps under way in during; while it is not 0, exits
+	// of pids nobody claimed yet are kept in unclaimed.
+	pending   int
+	unclaimed map[int]process.Exit
+}
+
+// procRef is how an exit finds its process.
+type procRef struct {
+	c    *container
+	exec *execProc // nil for the container's init
+	// holding is set while a step of the process is under way: its exit
+	// waits in held until the step's event is out.
+	holding bool
+	held    *process.Exit
+}
+
+func newExitRouter(handle func(*procRef, process.Exit)) *exitRouter {
+	return &exitRouter{handle: handle, byPid: make(map[int]*procRef), unclaimed: make(map[int]process.Exit)}
+}
+
+// route takes every exit the reaper reports.
+func (r *exitRouter) route(exits <-chan process.Exit) {
+	for e := range exits {
+		r.mu.Lock()
+		ref, ok := r.byPid[e.Pid]
+		switch {
+		case !ok:
+			if r.pending > 0 {
+				r.unclaimed[e.Pid] = e
 			}
-			s.mu.Unlock()
-			continue
+			ref = nil
+		case ref.holding:
+			delete(r.byPid, e.Pid)
+			ref.held = &e
+			ref = nil
+		default:
+			delete(r.byPid, e.Pid)
 		}
-		delete(s.byPid, e.Pid)
-		if ref.starting {
-			ref.deferred = &e
-			s.mu.Unlock()
-			continue
+		r.mu.Unlock()
+		if ref != nil {
+			r.handle(ref, e)
 		}
-		s.mu.Unlock()
-		s.exited(ref, e)
 	}
 }
 
-// beginStart notes that a process is about to get a pid.
-func (s *Service) beginStart() {
-	s.mu.Lock()
-	s.pendingStarts++
-	s.mu.Unlock()
-}
+// during runs step, a step of ref's process that may start it (create,
+// start, exec start) and returns its pid. The process's exit is handled
+// exactly once, and only after announce (the step's event) has run: an exit
+// that came during the step, even before its pid was known, is held until
+// then. announce runs only if step succeeded. If step fails, the process is
+// left to its own exit: a pid step did not return is nobody's, and a
+// process that was already known (an init whose start failed) has its exit
+// handled as usual.
+func (r *exitRouter) during(ref *procRef, step func() (int, error), announce func(pid int)) error {
+	r.mu.Lock()
+	r.pending++
+	ref.holding = true
+	r.mu.Unlock()
 
-// endStart ends a beginStart. With a pid, the process is registered for its
-// exit and marked starting; an exit that came before is held for release.
-func (s *Service) endStart(ref *procRef, pid int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.pendingStarts--
-	if ref != nil && pid > 0 {
-		ref.starting = true
-		if e, ok := s.unclaimed[pid]; ok {
-			delete(s.unclaimed, pid)
-			ref.deferred = &e
+	pid, err := step()
+
+	r.mu.Lock()
+	r.pending--
+	if err == nil && pid > 0 && ref.held == nil && r.byPid[pid] != ref {
+		if e, ok := r.unclaimed[pid]; ok {
+			delete(r.unclaimed, pid)
+			ref.held = &e
 		} else {
-			s.byPid[pid] = ref
+			r.byPid[pid] = ref
 		}
 	}
-	if s.pendingStarts == 0 {
-		clear(s.unclaimed)
+	if r.pending == 0 {
+		clear(r.unclaimed)
 	}
-}
+	r.mu.Unlock()
 
-// holdExits marks a registered process as starting: its exit waits for release.
-func (s *Service) holdExits(ref *procRef) {
-	s.mu.Lock()
-	ref.starting = true
-	s.mu.Unlock()
-}
-
-// release lets exits of ref through again, handling one that was held. Call
-// it after the event of the step (create, start) has been published.
-func (s *Service) release(ref *procRef) {
-	s.mu.Lock()
-	ref.starting = false
-	e := ref.deferred
-	ref.deferred = nil
-	s.mu.Unlock()
-	if e != nil {
-		s.exited(ref, *e)
+	if err == nil {
+		announce(pid)
 	}
+
+	r.mu.Lock()
+	ref.holding = false
+	held := ref.held
+	ref.held = nil
+	r.mu.Unlock()
+	if held != nil {
+		r.handle(ref, *held)
+	}
+	return err
 }
 
-// forget drops every exit route of a container.
-func (s *Service) forget(c *container) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for pid, ref := range s.byPid {
+// forget drops every route to a container's processes.
+func (r *exitRouter) forget(c *container) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for pid, ref := range r.byPid {
 		if ref.c == c {
-			delete(s.byPid, pid)
+			delete(r.byPid, pid)
 		}
 	}
 }
 
-// exited records a process's exit and publishes it. An init exit is held
-// while execs of its container still run, so that every exec exit is
-// published before it.
+// exitOrder orders a container's exit events: every exec's before init's.
+type exitOrder struct {
+	// mu guards running and heldInit.
+	mu sync.Mutex
+	// running counts execs from just before their start until their exit
+	// was handled or their start failed; each is counted out exactly once.
+	running  int
+	heldInit *process.Exit
+}
+
+// execStarting counts an exec in before its start.
+func (o *exitOrder) execStarting() {
+	o.mu.Lock()
+	o.running++
+	o.mu.Unlock()
+}
+
+// execDone counts an exec out and returns init's exit if it was waiting
+// for this one.
+func (o *exitOrder) execDone() *process.Exit {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.running--
+	if o.running > 0 || o.heldInit == nil {
+		return nil
+	}
+	held := o.heldInit
+	o.heldInit = nil
+	return held
+}
+
+// initExit returns whether init's exit may be handled now; if not it is
+// held until the last running exec is done.
+func (o *exitOrder) initExit(e process.Exit) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.running > 0 {
+		o.heldInit = &e
+		return false
+	}
+	return true
+}
+
+// exited handles a reaped exit of one of the pod's processes.
 func (s *Service) exited(ref *procRef, e process.Exit) {
 	c := ref.c
 	if ref.exec != nil {
-		c.mu.Lock()
 		if ref.exec.SetExited(e.Status, e.Timestamp) {
 			s.publishExit(c.id, ref.exec.ID, e)
-			c.running--
 		}
-		held := c.releaseHeldInitExitLocked()
-		c.mu.Unlock()
-		if held != nil {
+		if held := c.order.execDone(); held != nil {
 			s.initExited(c, *held)
 		}
 		return
 	}
 	if c.killAllOnExit {
-		s.killAll(c)
+		// Without its own pid namespace, the rest of the container does
+		// not die with init: their exits (execs') come before init's.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := c.init.KillAll(ctx); err != nil {
+			slog.Debug("kill remaining processes after init exit", "id", c.id, "error", err)
+		}
+		cancel()
 	}
-	c.mu.Lock()
-	if c.running > 0 {
-		c.heldInitExit = &e
-		c.mu.Unlock()
-		return
+	if c.order.initExit(e) {
+		s.initExited(c, e)
 	}
-	c.mu.Unlock()
-	s.initExited(c, e)
 }
 
+// initExited records and publishes init's exit, once.
 func (s *Service) initExited(c *container, e process.Exit) {
 	if c.cgroup != nil {
 		// An OOM kill is published before the exit it caused.
 		c.cgroup.FlushOOM()
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.init.SetExited(e.Status, e.Timestamp) {
 		s.publishExit(c.id, c.id, e)
-	}
-}
-
-// execStartFailed undoes the count of an exec that never ran.
-func (s *Service) execStartFailed(c *container) {
-	c.mu.Lock()
-	c.running--
-	held := c.releaseHeldInitExitLocked()
-	c.mu.Unlock()
-	if held != nil {
-		s.initExited(c, *held)
-	}
-}
-
-// killAll kills what is left of a container without its own pid namespace
-// once its init is gone.
-func (s *Service) killAll(c *container) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := c.init.Kill(ctx, int(unix.SIGKILL), true); err != nil {
-		slog.Debug("kill remaining processes after init exit", "id", c.id, "error", err)
 	}
 }
 
@@ -165,15 +216,4 @@ func (s *Service) publishExit(containerID, id string, e process.Exit) {
 		ExitStatus:  uint32(e.Status),
 		ExitedAt:    timestamppb.New(e.Timestamp),
 	})
-}
-
-// releaseHeldInitExitLocked hands over init's held exit once no exec runs.
-// c.mu is held.
-func (c *container) releaseHeldInitExitLocked() *process.Exit {
-	if c.running > 0 || c.heldInitExit == nil {
-		return nil
-	}
-	held := c.heldInitExit
-	c.heldInitExit = nil
-	return held
 }

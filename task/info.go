@@ -22,7 +22,7 @@ func Info(ctx context.Context, opts *anypb.Any, version, revision string) (*type
 	if err != nil {
 		return nil, err
 	}
-	rt := &process.Runtime{Binary: o.BinaryName, Reaper: process.Default()}
+	rt := &process.Runc{Binary: o.BinaryName, Children: process.Default()}
 	features, err := rt.Features(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("features of the OCI runtime: %w", err)

@@ -2,6 +2,7 @@ package task
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -16,19 +17,6 @@ import (
 	"github.com/podv2/containerd-shim-pod-v2/process"
 )
 
-// procOf returns the process a request names: the container's init for an
-// empty exec id, else that exec.
-func (s *Service) procOf(id, execID string) (*container, *process.Process, error) {
-	c, e, err := s.getProcess(id, execID)
-	if err != nil {
-		return nil, nil, err
-	}
-	if e != nil {
-		return c, &e.Process, nil
-	}
-	return c, &c.init.Process, nil
-}
-
 // Start starts a created container's init, or a created exec.
 func (s *Service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.StartResponse, error) {
 	c, e, err := s.getProcess(r.ID, r.ExecID)
@@ -36,22 +24,28 @@ func (s *Service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.
 		return nil, toRPC(err)
 	}
 	if e != nil {
-		if err := s.startExec(ctx, c, e); err != nil {
+		pid, err := s.startExec(ctx, c, e)
+		if err != nil {
 			return nil, toRPC(err)
 		}
-		return &taskapi.StartResponse{Pid: uint32(e.Pid())}, nil
+		return &taskapi.StartResponse{Pid: uint32(pid)}, nil
 	}
-	s.holdExits(c.ref)
-	if err := c.init.Start(ctx); err != nil {
-		s.release(c.ref)
+	var started int
+	err = s.exits.during(c.ref, func() (int, error) {
+		return c.init.Start(ctx)
+	}, func(pid int) {
+		started = pid
+		s.pub.Publish(TopicStart, &eventstypes.TaskStart{ContainerID: c.id, Pid: uint32(pid)})
+	})
+	if err != nil {
 		return nil, toRPC(err)
 	}
-	s.pub.Publish(TopicStart, &eventstypes.TaskStart{ContainerID: c.id, Pid: uint32(c.init.Pid())})
-	s.release(c.ref)
-	return &taskapi.StartResponse{Pid: uint32(c.init.Pid())}, nil
+	return &taskapi.StartResponse{Pid: uint32(started)}, nil
 }
 
-// Delete deletes a container (its init must be created or stopped) or an exec.
+// Delete deletes a container (its init must be created or stopped) or an
+// exec. Of concurrent Deletes of one process, one does the work and
+// publishes the event; the others find it gone (NotFound).
 func (s *Service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskapi.DeleteResponse, error) {
 	c, e, err := s.getProcess(r.ID, r.ExecID)
 	if err != nil {
@@ -61,45 +55,50 @@ func (s *Service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskap
 		if err := e.Delete(); err != nil {
 			return nil, toRPC(err)
 		}
-		c.mu.Lock()
-		delete(c.execs, e.ID)
-		c.mu.Unlock()
+		c.removeExec(e.ID)
 		status, at := e.ExitInfo()
 		return &taskapi.DeleteResponse{Pid: uint32(e.Pid()), ExitStatus: uint32(status), ExitedAt: timestamppb.New(at)}, nil
 	}
-	wasCreated := c.init.Status() == process.Created
-	if err := c.init.Delete(ctx); err != nil {
+	if err := c.init.Delete(ctx, func() error { return s.teardown(c) }); err != nil {
 		return nil, toRPC(err)
 	}
-	if wasCreated {
-		// The runtime killed the never-started init; its exit is published
-		// before the delete.
-		select {
-		case <-c.init.Exited():
-		case <-time.After(2 * time.Second):
-			s.initExited(c, process.Exit{Pid: c.init.Pid(), Status: 128 + int(unix.SIGKILL), Timestamp: time.Now()})
-		}
+	s.keepLogReadable()
+	status, at := c.init.ExitInfo()
+	return &taskapi.DeleteResponse{Pid: uint32(c.init.Pid()), ExitStatus: uint32(status), ExitedAt: timestamppb.New(at)}, nil
+}
+
+// initExitWait bounds how long a deleted container's killed init may take
+// to be reaped before its exit is published without it.
+const initExitWait = 2 * time.Second
+
+// teardown is a container's Delete once the runtime has removed it: it runs
+// under the init's operation lock, so once per container. It can be run
+// again after a failure.
+func (s *Service) teardown(c *container) error {
+	// A created init was killed by the runtime's delete: its exit is
+	// published before the delete.
+	select {
+	case <-c.init.Exited():
+	case <-time.After(initExitWait):
+		slog.Warn("init's exit not reaped in time: published without it", "id", c.id, "pid", c.init.Pid())
+		s.initExited(c, process.Exit{Pid: c.init.Pid(), Status: 128 + int(unix.SIGKILL), Timestamp: time.Now()})
 	}
 	if c.rootfs != "" {
 		if err := unmountRootfs(c.rootfs); err != nil {
-			return nil, toRPC(err)
+			return err
 		}
 	}
-	c.init.MarkDeleted()
 	s.discardCreatedExecs(c)
 	if c.stopOOM != nil {
 		c.stopOOM()
 	}
-	if last, err := c.pod.Leave(c.id); err != nil {
-		slog.Error("container leaving its pod", "id", c.id, "error", err)
-	} else if last {
-		slog.Debug("last container left: pod namespaces released", "id", c.id)
+	if _, err := c.pod.Leave(c.id); err != nil {
+		return fmt.Errorf("container %s leaving its pod: %w", c.id, err)
 	}
-	s.forget(c)
+	s.exits.forget(c)
 	s.mu.Lock()
 	delete(s.containers, c.id)
 	s.mu.Unlock()
-	s.keepLogReadable()
 	status, at := c.init.ExitInfo()
 	s.pub.Publish(TopicDelete, &eventstypes.TaskDelete{
 		ContainerID: c.id,
@@ -108,7 +107,7 @@ func (s *Service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskap
 		ExitStatus:  uint32(status),
 		ExitedAt:    timestamppb.New(at),
 	})
-	return &taskapi.DeleteResponse{Pid: uint32(c.init.Pid()), ExitStatus: uint32(status), ExitedAt: timestamppb.New(at)}, nil
+	return nil
 }
 
 // Kill signals init (with all, every process of the container) or an exec.
@@ -195,10 +194,11 @@ func (s *Service) Pause(ctx context.Context, r *taskapi.PauseRequest) (*emptypb.
 	if err != nil {
 		return nil, toRPC(err)
 	}
-	if err := c.init.Pause(ctx); err != nil {
+	if err := c.init.Pause(ctx, func() {
+		s.pub.Publish(TopicPaused, &eventstypes.TaskPaused{ContainerID: c.id})
+	}); err != nil {
 		return nil, toRPC(err)
 	}
-	s.pub.Publish(TopicPaused, &eventstypes.TaskPaused{ContainerID: c.id})
 	return &emptypb.Empty{}, nil
 }
 
@@ -208,10 +208,11 @@ func (s *Service) Resume(ctx context.Context, r *taskapi.ResumeRequest) (*emptyp
 	if err != nil {
 		return nil, toRPC(err)
 	}
-	if err := c.init.Resume(ctx); err != nil {
+	if err := c.init.Resume(ctx, func() {
+		s.pub.Publish(TopicResumed, &eventstypes.TaskResumed{ContainerID: c.id})
+	}); err != nil {
 		return nil, toRPC(err)
 	}
-	s.pub.Publish(TopicResumed, &eventstypes.TaskResumed{ContainerID: c.id})
 	return &emptypb.Empty{}, nil
 }
 
@@ -247,6 +248,8 @@ func apiStatus(s process.Status) tasktypes.Status {
 		return tasktypes.Status_CREATED
 	case process.Running:
 		return tasktypes.Status_RUNNING
+	case process.Pausing:
+		return tasktypes.Status_PAUSING
 	case process.Paused:
 		return tasktypes.Status_PAUSED
 	case process.Stopped, process.Deleted:

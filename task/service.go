@@ -14,7 +14,6 @@ import (
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/podv2/containerd-shim-pod-v2/cgroup"
 	"github.com/podv2/containerd-shim-pod-v2/pod"
 	"github.com/podv2/containerd-shim-pod-v2/process"
 )
@@ -34,6 +33,20 @@ type Config struct {
 	// LogTo moves the shim's log to a bundle's log fifo (nil: the log stays
 	// where it is).
 	LogTo func(bundle string) error
+
+	// Reaper is the shim's one reaper (nil: process.Default()); tests give
+	// a fake.
+	Reaper Reaper
+	// NewRuntime makes a container's OCI runtime (nil: runc's command line,
+	// see runtimeFor); tests give a fake.
+	NewRuntime func(RuntimeConfig) process.Runtime
+}
+
+// Reaper is what the service needs of the shim's one reaper: starting,
+// waiting for and signalling its own children, and the exits of every other.
+type Reaper interface {
+	process.Children
+	Subscribe() *process.Subscription
 }
 
 // podDir is the pod's state directory.
@@ -58,92 +71,51 @@ const consoleDir = "/run/containerd-shim-pod-v2/console"
 type Service struct {
 	cfg      Config
 	pub      Publisher
-	reaper   *process.Reaper
+	reaper   Reaper
+	exits    *exitRouter
 	shutdown func()
 
 	// podMu guards pod, created by the first container.
 	podMu sync.Mutex
 	pod   *pod.Pod
 
-	// mu guards containers, creating, byPid, pendingStarts and unclaimed: the routing
-	// of reaped exits to processes. Never held while the runtime runs.
+	// mu guards containers, creating and logBundle.
 	mu         sync.Mutex
-	containers map[string]*container
-	creating   map[string]bool // ids reserved by a Create under way
-	byPid      map[int]*procRef
-	// pendingStarts counts processes whose pid is not known yet; while any
-	// is pending, exits of unknown pids are kept in unclaimed, since one of
-	// them may be the pending process dying before its pid was read.
-	pendingStarts int
-	unclaimed     map[int]process.Exit
+	containers map[string]*container // created and not yet deleted
+	creating   map[string]bool       // ids reserved by a Create under way
 	// logBundle is the bundle whose log fifo the shim writes to ("" when
-	// no container was left to move to); also guarded by mu.
+	// no container was left to move to).
 	logBundle string
 }
 
-// New returns the task service, with its reaper running.
+// New returns the task service, routing the reaper's exits.
 func New(ctx context.Context, cfg Config, pub Publisher, shutdown func()) (*Service, error) {
 	if err := os.MkdirAll(consoleDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create console socket dir: %w", err)
 	}
+	if cfg.Reaper == nil {
+		cfg.Reaper = process.Default()
+	}
+	if cfg.NewRuntime == nil {
+		cfg.NewRuntime = newRunc
+	}
 	s := &Service{
 		cfg:        cfg,
 		pub:        pub,
-		reaper:     process.Default(),
+		reaper:     cfg.Reaper,
 		shutdown:   shutdown,
 		containers: make(map[string]*container),
 		creating:   make(map[string]bool),
-		byPid:      make(map[int]*procRef),
-		unclaimed:  make(map[int]process.Exit),
 		logBundle:  cfg.Bundle,
 	}
-	go s.routeExits(s.reaper.Subscribe())
+	s.exits = newExitRouter(s.exited)
+	go s.exits.route(s.reaper.Subscribe().C)
 	return s, nil
 }
 
 // Register serves the task API on srv.
 func (s *Service) Register(srv *ttrpc.Server) {
 	registerTaskService(srv, s)
-}
-
-// container is one container of the pod.
-type container struct {
-	id     string
-	bundle string
-	init   *process.Init
-	ref    *procRef
-	pod    *pod.Pod // the pod it joined
-	rootfs string   // where the rootfs mounts are, "" if the shim mounted none
-	// cgroup is the container's cgroup, nil if it could not be found; its
-	// OOM watch ends with stopOOM.
-	cgroup  *cgroup.Cgroup
-	stopOOM context.CancelFunc
-	// killAllOnExit: the container has no pid namespace of its own, so its
-	// other processes do not die with init.
-	killAllOnExit bool
-
-	// mu guards execs, running and heldInitExit, and orders the container's
-	// exit events: execs first, init last.
-	mu    sync.Mutex
-	execs map[string]*execProc
-	// running counts execs that were started and have not exited.
-	running      int
-	heldInitExit *process.Exit
-}
-
-type execProc struct {
-	*process.Exec
-	ref *procRef
-}
-
-// procRef is how an exit finds its process.
-type procRef struct {
-	c    *container
-	exec *process.Exec // nil for the container's init
-	// starting is set while a create or start is under way: an exit that
-	// arrives then is held in deferred until the event of that step is out.
-	starting bool
-	deferred *process.Exit
 }
 
 func (s *Service) get(id string) (*container, error) {
@@ -156,7 +128,7 @@ func (s *Service) get(id string) (*container, error) {
 	return c, nil
 }
 
-// getProcess returns the init (execID "") or the exec of a container.
+// getProcess returns a container and, for a non-empty execID, its exec.
 func (s *Service) getProcess(id, execID string) (*container, *execProc, error) {
 	c, err := s.get(id)
 	if err != nil {
@@ -165,13 +137,24 @@ func (s *Service) getProcess(id, execID string) (*container, *execProc, error) {
 	if execID == "" {
 		return c, nil, nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.execs[execID]
-	if !ok {
-		return nil, nil, notFound("exec %s of container %s", execID, id)
+	e, err := c.exec(execID)
+	if err != nil {
+		return nil, nil, err
 	}
 	return c, e, nil
+}
+
+// procOf returns the process a request names: the container's init for an
+// empty exec id, else that exec.
+func (s *Service) procOf(id, execID string) (*container, *process.Process, error) {
+	c, e, err := s.getProcess(id, execID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if e != nil {
+		return c, &e.Process, nil
+	}
+	return c, &c.init.Process, nil
 }
 
 // starter starts children (loggers) through the reaper and waits for them.

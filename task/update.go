@@ -28,7 +28,7 @@ func (s *Service) Update(ctx context.Context, r *taskapi.UpdateTaskRequest) (*em
 		return nil, toRPC(invalid("update of container %s: resources are not a JSON LinuxResources: %v", c.id, err))
 	}
 	switch st := c.init.Status(); st {
-	case process.Running, process.Paused, process.Created:
+	case process.Running, process.Pausing, process.Paused, process.Created:
 	default:
 		return nil, toRPC(precondition("cannot update container %s: it is %s", c.id, st))
 	}
@@ -54,7 +54,7 @@ func (s *Service) Checkpoint(ctx context.Context, r *taskapi.CheckpointTaskReque
 			return nil, toRPC(invalid("decode checkpoint options: %v", err))
 		}
 	}
-	if st := c.init.Status(); st != process.Running && st != process.Paused {
+	if st := c.init.Status(); st != process.Running && st != process.Pausing && st != process.Paused {
 		return nil, toRPC(precondition("cannot checkpoint container %s: it is %s, not running", c.id, st))
 	}
 	image := r.Path
