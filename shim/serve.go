@@ -9,7 +9,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
-	"sync"
 	"time"
 
 	"github.com/containerd/ttrpc"
@@ -36,8 +35,8 @@ func serve(ctx context.Context, h Handlers, cfg *Config) error {
 	cfg.SocketPath = sock
 
 	trim := newTrimmer()
+	life := newLifecycle(sock, cfg.ID)
 	srv, err := ttrpc.NewServer(
-		ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()),
 		ttrpc.WithUnaryServerInterceptor(func(ctx context.Context, u ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, m ttrpc.Method) (_ any, err error) {
 			defer trim.touch()
 			if slog.Default().Enabled(ctx, slog.LevelDebug) {
@@ -59,41 +58,36 @@ func serve(ctx context.Context, h Handlers, cfg *Config) error {
 	}
 	pub := newPublisher(cfg.TTRPCAddress, cfg.Namespace)
 
-	done := make(chan struct{})
-	var once sync.Once
-	shutdown := func() { once.Do(func() { close(done) }) }
-
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if err := h.Register(ctx, cfg, pub, srv, shutdown); err != nil {
+	busy, err := h.Register(ctx, cfg, pub, srv, life.requestExit)
+	if err != nil {
 		return fmt.Errorf("register services: %w", err)
 	}
+	life.busy = busy
+	life.register(srv)
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT)
 	go func() {
 		s := <-sigs
 		slog.Info("shutting down on signal", "signal", s)
-		shutdown()
+		life.forceExit()
 	}()
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ctx, l) }()
+	go func() { serveErr <- srv.Serve(ctx, &trackedListener{Listener: l, l: life}) }()
 	slog.Debug("serving", "socket", sock)
 
 	select {
-	case <-done:
+	case <-life.exit:
 	case err := <-serveErr:
 		slog.Error("ttrpc server stopped", "error", err)
 	}
-	// From here a new start for this pod must spawn a new shim: the socket
-	// goes under the start lock, so no start answers with this shim's address.
+	// The socket is gone (removed under the start lock): no start answers
+	// with this shim's address any more.
 	if sock != "" {
-		if unlock, err := lockSocket(sock); err == nil {
-			os.Remove(sock)
-			l.Close()
-			unlock()
-		}
+		removeSocket(sock)
 	}
 
 	// Let the reply to Shutdown go out, then stop serving, then deliver every

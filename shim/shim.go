@@ -34,9 +34,12 @@ type Publisher interface {
 type Handlers struct {
 	// GroupKey names the pod a container belongs to, from its spec's annotations.
 	GroupKey func(annotations map[string]string, id string) string
-	// Register registers the ttrpc services of a serving shim. shutdown ends
-	// the shim once the services are done.
-	Register func(ctx context.Context, cfg *Config, pub Publisher, srv *ttrpc.Server, shutdown func()) error
+	// Register registers the ttrpc services of a serving shim and returns
+	// whether they hold anything (a container, a sandbox): the shim never
+	// exits while they do. exit asks the shim to exit once they hold nothing
+	// (containerd's task Shutdown of a task id); it also exits when no
+	// client is left.
+	Register func(ctx context.Context, cfg *Config, pub Publisher, srv *ttrpc.Server, exit func(taskID string)) (busy func() bool, err error)
 	// Delete cleans up after a dead shim for the bundle in cfg and returns the
 	// DeleteResponse to print.
 	Delete func(ctx context.Context, cfg *Config) (proto.Message, error)

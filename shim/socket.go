@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -81,4 +82,11 @@ func lockSocket(path string) (func(), error) {
 		return nil, fmt.Errorf("take start lock: %w", err)
 	}
 	return func() { f.Close() }, nil
+}
+
+// removeSocket removes the socket file; one already gone is fine.
+func removeSocket(path string) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		slog.Warn("remove the shim's socket", "socket", path, "error", err)
+	}
 }

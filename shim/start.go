@@ -6,16 +6,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/ttrpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // socketEnv tells the serving shim which socket file it owns.
@@ -54,7 +61,9 @@ func start(ctx context.Context, h Handlers, cfg *Config, stdin io.Reader, stdout
 		return err
 	}
 	defer unlock()
-	if !alive(sock) {
+	// A live shim of the pod is reserved for this container before it is
+	// named: it cannot decide to exit meanwhile (see lifecycle).
+	if !reserve(sock, cfg.ID) {
 		if err := spawn(cfg, sock, in.options); err != nil {
 			return err
 		}
@@ -211,4 +220,22 @@ func joinCgroup(pid int, path string) error {
 		return fmt.Errorf("no cgroup hierarchy has %s", path)
 	}
 	return nil
+}
+
+// reserve asks the pod's live shim, if there is one, to stay for the
+// container being started. false: no shim answers, or it is exiting.
+func reserve(sock, taskID string) bool {
+	conn, err := net.DialTimeout("unix", sock, 100*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c := ttrpc.NewClient(conn)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = c.Call(ctx, lifecycleService, "Reserve", wrapperspb.String(taskID), &emptypb.Empty{})
+	if status.Code(err) == codes.Unimplemented {
+		return true // a shim of an earlier version: it is alive, as before
+	}
+	return err == nil
 }

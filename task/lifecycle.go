@@ -19,7 +19,7 @@ import (
 
 // Start starts a created container's init, or a created exec.
 func (s *Service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.StartResponse, error) {
-	c, e, err := s.getProcess(r.ID, r.ExecID)
+	c, e, err := s.getProcess(ctx, r.ID, r.ExecID)
 	if err != nil {
 		return nil, toRPC(err)
 	}
@@ -47,7 +47,7 @@ func (s *Service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.
 // exec. Of concurrent Deletes of one process, one does the work and
 // publishes the event; the others find it gone (NotFound).
 func (s *Service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskapi.DeleteResponse, error) {
-	c, e, err := s.getProcess(r.ID, r.ExecID)
+	c, e, err := s.getProcess(ctx, r.ID, r.ExecID)
 	if err != nil {
 		return nil, toRPC(err)
 	}
@@ -112,7 +112,7 @@ func (s *Service) teardown(c *container) error {
 
 // Kill signals init (with all, every process of the container) or an exec.
 func (s *Service) Kill(ctx context.Context, r *taskapi.KillRequest) (*emptypb.Empty, error) {
-	c, e, err := s.getProcess(r.ID, r.ExecID)
+	c, e, err := s.getProcess(ctx, r.ID, r.ExecID)
 	if err != nil {
 		return nil, toRPC(err)
 	}
@@ -129,7 +129,7 @@ func (s *Service) Kill(ctx context.Context, r *taskapi.KillRequest) (*emptypb.Em
 
 // Wait blocks until the process has exited, or the request is cancelled.
 func (s *Service) Wait(ctx context.Context, r *taskapi.WaitRequest) (*taskapi.WaitResponse, error) {
-	_, p, err := s.procOf(r.ID, r.ExecID)
+	_, p, err := s.procOf(ctx, r.ID, r.ExecID)
 	if err != nil {
 		return nil, toRPC(err)
 	}
@@ -144,7 +144,7 @@ func (s *Service) Wait(ctx context.Context, r *taskapi.WaitRequest) (*taskapi.Wa
 
 // State reports a process's status and stdio.
 func (s *Service) State(ctx context.Context, r *taskapi.StateRequest) (*taskapi.StateResponse, error) {
-	c, p, err := s.procOf(r.ID, r.ExecID)
+	c, p, err := s.procOf(ctx, r.ID, r.ExecID)
 	if err != nil {
 		return nil, toRPC(err)
 	}
@@ -170,27 +170,29 @@ func (s *Service) State(ctx context.Context, r *taskapi.StateRequest) (*taskapi.
 // Connect reports the shim's pid and the container's init pid.
 func (s *Service) Connect(ctx context.Context, r *taskapi.ConnectRequest) (*taskapi.ConnectResponse, error) {
 	resp := &taskapi.ConnectResponse{ShimPid: uint32(os.Getpid())}
-	if c, err := s.get(r.ID); err == nil {
+	if c, err := s.get(ctx, r.ID); err == nil {
 		resp.TaskPid = uint32(c.init.Pid())
 	}
 	return resp, nil
 }
 
-// Shutdown ends the shim once the pod has no container left; before that it
-// does nothing, since other containers of the pod are still served.
+// Shutdown asks the shim to exit once the pod has no container left; the
+// shim decides (it never exits while a container or a start is pending).
 func (s *Service) Shutdown(ctx context.Context, r *taskapi.ShutdownRequest) (*emptypb.Empty, error) {
-	s.mu.Lock()
-	n := len(s.containers) + len(s.creating)
-	s.mu.Unlock()
-	if n == 0 {
-		s.shutdown()
-	}
+	s.shutdown(r.ID)
 	return &emptypb.Empty{}, nil
+}
+
+// Busy says whether the service holds a container, or a Create is under way.
+func (s *Service) Busy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.containers)+len(s.creating) > 0
 }
 
 // Pause freezes a running container.
 func (s *Service) Pause(ctx context.Context, r *taskapi.PauseRequest) (*emptypb.Empty, error) {
-	c, err := s.get(r.ID)
+	c, err := s.get(ctx, r.ID)
 	if err != nil {
 		return nil, toRPC(err)
 	}
@@ -204,7 +206,7 @@ func (s *Service) Pause(ctx context.Context, r *taskapi.PauseRequest) (*emptypb.
 
 // Resume thaws a paused container.
 func (s *Service) Resume(ctx context.Context, r *taskapi.ResumeRequest) (*emptypb.Empty, error) {
-	c, err := s.get(r.ID)
+	c, err := s.get(ctx, r.ID)
 	if err != nil {
 		return nil, toRPC(err)
 	}
@@ -218,7 +220,7 @@ func (s *Service) Resume(ctx context.Context, r *taskapi.ResumeRequest) (*emptyp
 
 // CloseIO closes a process's stdin.
 func (s *Service) CloseIO(ctx context.Context, r *taskapi.CloseIORequest) (*emptypb.Empty, error) {
-	_, p, err := s.procOf(r.ID, r.ExecID)
+	_, p, err := s.procOf(ctx, r.ID, r.ExecID)
 	if err != nil {
 		return nil, toRPC(err)
 	}
@@ -232,7 +234,7 @@ func (s *Service) CloseIO(ctx context.Context, r *taskapi.CloseIORequest) (*empt
 
 // ResizePty resizes a process's terminal.
 func (s *Service) ResizePty(ctx context.Context, r *taskapi.ResizePtyRequest) (*emptypb.Empty, error) {
-	_, p, err := s.procOf(r.ID, r.ExecID)
+	_, p, err := s.procOf(ctx, r.ID, r.ExecID)
 	if err != nil {
 		return nil, toRPC(err)
 	}

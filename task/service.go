@@ -73,7 +73,7 @@ type Service struct {
 	pub      Publisher
 	reaper   Reaper
 	exits    *exitRouter
-	shutdown func()
+	shutdown func(taskID string)
 
 	// podMu guards pod, created by the first container.
 	podMu sync.Mutex
@@ -81,15 +81,15 @@ type Service struct {
 
 	// mu guards containers, creating and logBundle.
 	mu         sync.Mutex
-	containers map[string]*container // created and not yet deleted
-	creating   map[string]bool       // ids reserved by a Create under way
+	containers map[string]*container    // created and not yet deleted
+	creating   map[string]chan struct{} // ids reserved by a Create under way; closed when it ends
 	// logBundle is the bundle whose log fifo the shim writes to ("" when
 	// no container was left to move to).
 	logBundle string
 }
 
 // New returns the task service, routing the reaper's exits.
-func New(ctx context.Context, cfg Config, pub Publisher, shutdown func()) (*Service, error) {
+func New(ctx context.Context, cfg Config, pub Publisher, shutdown func(taskID string)) (*Service, error) {
 	if err := os.MkdirAll(consoleDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create console socket dir: %w", err)
 	}
@@ -105,7 +105,7 @@ func New(ctx context.Context, cfg Config, pub Publisher, shutdown func()) (*Serv
 		reaper:     cfg.Reaper,
 		shutdown:   shutdown,
 		containers: make(map[string]*container),
-		creating:   make(map[string]bool),
+		creating:   make(map[string]chan struct{}),
 		logBundle:  cfg.Bundle,
 	}
 	s.exits = newExitRouter(s.exited)
@@ -118,19 +118,33 @@ func (s *Service) Register(srv *ttrpc.Server) {
 	registerTaskService(srv, s)
 }
 
-func (s *Service) get(id string) (*container, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.containers[id]
-	if !ok {
-		return nil, notFound("container %s", id)
+// get returns a container. One whose Create is under way is waited for,
+// as the reference shim (up to containerd 2.3) makes every request wait for
+// a Create: clients look a task up as soon as its stdin ends, which may be
+// before Create returns, and must find it.
+func (s *Service) get(ctx context.Context, id string) (*container, error) {
+	for {
+		s.mu.Lock()
+		c, ok := s.containers[id]
+		done, creating := s.creating[id]
+		s.mu.Unlock()
+		switch {
+		case ok:
+			return c, nil
+		case !creating:
+			return nil, notFound("container %s", id)
+		}
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
-	return c, nil
 }
 
 // getProcess returns a container and, for a non-empty execID, its exec.
-func (s *Service) getProcess(id, execID string) (*container, *execProc, error) {
-	c, err := s.get(id)
+func (s *Service) getProcess(ctx context.Context, id, execID string) (*container, *execProc, error) {
+	c, err := s.get(ctx, id)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -146,8 +160,8 @@ func (s *Service) getProcess(id, execID string) (*container, *execProc, error) {
 
 // procOf returns the process a request names: the container's init for an
 // empty exec id, else that exec.
-func (s *Service) procOf(id, execID string) (*container, *process.Process, error) {
-	c, e, err := s.getProcess(id, execID)
+func (s *Service) procOf(ctx context.Context, id, execID string) (*container, *process.Process, error) {
+	c, e, err := s.getProcess(ctx, id, execID)
 	if err != nil {
 		return nil, nil, err
 	}

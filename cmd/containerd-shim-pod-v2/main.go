@@ -18,13 +18,13 @@ import (
 func main() {
 	shim.Run(shim.Handlers{
 		GroupKey: pod.GroupKey,
-		Register: func(ctx context.Context, cfg *shim.Config, pub shim.Publisher, srv *ttrpc.Server, shutdown func()) error {
-			svc, err := task.New(ctx, taskConfig(cfg), pub, shutdown)
+		Register: func(ctx context.Context, cfg *shim.Config, pub shim.Publisher, srv *ttrpc.Server, exit func(string)) (func() bool, error) {
+			svc, err := task.New(ctx, taskConfig(cfg), pub, exit)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			svc.Register(srv)
-			return nil
+			return svc.Busy, nil
 		},
 		Delete: func(ctx context.Context, cfg *shim.Config) (proto.Message, error) {
 			return task.Cleanup(ctx, taskConfig(cfg))

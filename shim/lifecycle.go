@@ -1,0 +1,243 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/containerd/ttrpc"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// reservationTTL bounds how long a start's reservation keeps a shim alive
+// when no connection comes to take it (containerd died after `start`).
+const reservationTTL = 30 * time.Second
+
+// lifecycle decides when a serving shim exits, so that `start` never
+// answers with the address of a shim that is about to go.
+//
+// `start` finds a pod's shim alive and reserves it for the task it starts
+// (Reserve, over the socket) while it holds the start lock; the shim decides
+// to exit, and removes its socket, only while holding that same lock. So
+// either the reservation comes first and the shim stays, or the socket is
+// gone first and `start` spawns a new shim. A reservation lasts until
+// containerd shuts that task down (task Shutdown names it: containerd sends
+// it after the task's Delete, and after a failed Create), or reservationTTL
+// passes; while the task's container exists the services are busy anyway.
+//
+// The shim exits when its services hold nothing (no container, no sandbox),
+// no reservation is pending, and either the services asked for it (task
+// Shutdown) or no client is connected any more (containerd gave up on it,
+// or never came).
+type lifecycle struct {
+	sock string      // the socket file; "" in tests without one
+	busy func() bool // the services hold something
+
+	// mu guards everything below.
+	mu       sync.Mutex
+	reserved map[string]time.Time // task id -> when its reservation expires
+	conns    int                  // open connections
+	wanted   bool                 // the services asked to exit
+	decided  bool
+	exit     chan struct{} // closed once the shim is to exit
+}
+
+func newLifecycle(sock, taskID string) *lifecycle {
+	l := &lifecycle{sock: sock, busy: func() bool { return false }, reserved: map[string]time.Time{}, exit: make(chan struct{})}
+	// The shim `start` spawns is reserved for the task that started it.
+	l.reserve(taskID)
+	return l
+}
+
+// reserve is what `start` asks of a live shim it is about to answer with.
+func (l *lifecycle) reserve(taskID string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.decided {
+		return false
+	}
+	l.reserved[taskID] = time.Now().Add(reservationTTL)
+	time.AfterFunc(reservationTTL, l.check)
+	return true
+}
+
+// requestExit is the services' wish to exit once idle, on containerd's
+// Shutdown of a task: that task's reservation is over.
+func (l *lifecycle) requestExit(taskID string) {
+	l.mu.Lock()
+	slog.Debug("exit asked", "task", taskID)
+	l.wanted = true
+	delete(l.reserved, taskID)
+	l.mu.Unlock()
+	go l.check()
+}
+
+// accepted notes a new connection.
+func (l *lifecycle) accepted() {
+	l.mu.Lock()
+	l.conns++
+	l.mu.Unlock()
+}
+
+// closed notes a connection's end.
+func (l *lifecycle) closed() {
+	l.mu.Lock()
+	l.conns--
+	l.mu.Unlock()
+	go l.check()
+}
+
+// idleLocked says whether the shim may exit now.
+func (l *lifecycle) idleLocked() bool {
+	now := time.Now()
+	for id, until := range l.reserved {
+		if !now.Before(until) {
+			delete(l.reserved, id)
+		}
+	}
+	return !l.decided && len(l.reserved) == 0 && (l.wanted || l.conns == 0) && !l.busy()
+}
+
+// check exits the shim if it is idle, deciding under the start lock and
+// removing the socket before letting go of it.
+func (l *lifecycle) check() {
+	l.mu.Lock()
+	idle := l.idleLocked()
+	if !idle && !l.decided {
+		slog.Debug("staying", "reserved for", slices.Sorted(maps.Keys(l.reserved)), "connections", l.conns, "exit asked", l.wanted)
+	}
+	l.mu.Unlock()
+	if !idle {
+		return
+	}
+	unlock := func() {}
+	if l.sock != "" {
+		u, err := lockSocket(l.sock)
+		if err != nil {
+			slog.Error("take the start lock to exit", "error", err)
+			return
+		}
+		unlock = u
+	}
+	defer unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.idleLocked() {
+		return
+	}
+	l.decided = true
+	if l.sock != "" {
+		removeSocket(l.sock)
+	}
+	close(l.exit)
+}
+
+// forceExit ends the shim whatever it holds (SIGTERM).
+func (l *lifecycle) forceExit() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.decided {
+		l.decided = true
+		close(l.exit)
+	}
+}
+
+// lifecycleService is the shim's own ttrpc service, for `start`.
+const lifecycleService = "containerd.shim.pod.v2.Lifecycle"
+
+func (l *lifecycle) register(srv *ttrpc.Server) {
+	srv.RegisterService(lifecycleService, &ttrpc.ServiceDesc{Methods: map[string]ttrpc.Method{
+		"Reserve": func(ctx context.Context, unmarshal func(any) error) (any, error) {
+			var req wrapperspb.StringValue // the task id
+			if err := unmarshal(&req); err != nil {
+				return nil, err
+			}
+			if !l.reserve(req.GetValue()) {
+				return nil, errExiting
+			}
+			return &emptypb.Empty{}, nil
+		},
+	}})
+}
+
+// trackedListener tells the lifecycle of every connection, and lets only
+// clients of the shim's own user and group in (SO_PEERCRED).
+type trackedListener struct {
+	net.Listener
+	l *lifecycle
+}
+
+func (t *trackedListener) Accept() (net.Conn, error) {
+	uid, gid := uint32(unix.Geteuid()), uint32(unix.Getegid())
+	for {
+		conn, err := t.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if err := checkPeer(conn, uid, gid); err != nil {
+			slog.Warn("connection refused", "error", err)
+			conn.Close()
+			continue
+		}
+		t.l.accepted()
+		return &trackedConn{Conn: conn, l: t.l}, nil
+	}
+}
+
+// checkPeer refuses a peer that is not of the shim's user and group.
+func checkPeer(conn net.Conn, uid, gid uint32) error {
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return errNotUnix
+	}
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := rc.Control(func(fd uintptr) { cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) }); err != nil {
+		return err
+	}
+	if credErr != nil {
+		return credErr
+	}
+	if cred.Uid != uid || cred.Gid != gid {
+		return &peerError{pid: cred.Pid, uid: cred.Uid, gid: cred.Gid}
+	}
+	return nil
+}
+
+type trackedConn struct {
+	net.Conn
+	l    *lifecycle
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.l.closed)
+	return err
+}
+
+var (
+	errExiting = errors.New("the shim is exiting")
+	errNotUnix = errors.New("not a unix socket connection")
+)
+
+type peerError struct {
+	pid      int32
+	uid, gid uint32
+}
+
+func (e *peerError) Error() string {
+	return fmt.Sprintf("peer pid %d runs as %d:%d, not as the shim's user and group", e.pid, e.uid, e.gid)
+}
