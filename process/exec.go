@@ -133,14 +133,22 @@ func (e *Exec) run(ctx context.Context, l *execLaunch) (int, error) {
 		return 0, fmt.Errorf("set up stdio of exec %s: %w", e.ID, l.err)
 	}
 	defer os.Remove(l.pidFile)
+	spec := e.spec
+	if size := e.consoleSize(); size != nil && spec.Terminal {
+		// Sized before it started (nerdctl exec -it resizes before Start):
+		// the runtime makes the terminal that size from the start.
+		withSize := *spec
+		withSize.ConsoleSize = size
+		spec = &withSize
+	}
 	err := ErrPendingGone
 	if l.pending != nil {
-		err = l.pending.Run(e.spec)
+		err = l.pending.Run(spec)
 		l.pending = nil
 	}
 	if errors.Is(err, ErrPendingGone) {
 		cfg := e.init.cfg
-		err = cfg.Runtime.Exec(ctx, cfg.ID, e.spec, e.execOpts(l))
+		err = cfg.Runtime.Exec(ctx, cfg.ID, spec, e.execOpts(l))
 	}
 	if err != nil {
 		return 0, err
@@ -151,10 +159,11 @@ func (e *Exec) run(ctx context.Context, l *execLaunch) (int, error) {
 		slog.Error("exec started but its pid is unknown: it is not tracked", "exec", e.ID, "container", e.init.ID, "error", err)
 		return 0, fmt.Errorf("pid of exec %s: %w", e.ID, err)
 	}
-	err = attachIO(ctx, l.streams, l.console)
+	// Stdin becomes writable for the client at Start, not at Exec, as with
+	// the reference shim (see OpenStdin).
+	err = l.streams.OpenStdin()
 	if err == nil {
-		// As the reference shim does, from the exec's start on.
-		err = l.streams.HoldStdin()
+		err = attachIO(ctx, l.streams, l.console)
 	}
 	if err == nil {
 		err = fault.Check("exec.started")

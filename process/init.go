@@ -84,13 +84,13 @@ func (i *Init) Create(ctx context.Context) (pid int, retErr error) {
 			retErr = i.undoCreate(retErr)
 		}
 	}()
+	// Stdin becomes writable for the client now, not before the runtime
+	// created the container, as with the reference shim (see OpenStdin).
+	if err := streams.OpenStdin(); err != nil {
+		return 0, fmt.Errorf("stdin of %s: %w", i.ID, err)
+	}
 	if err := attachIO(ctx, streams, console); err != nil {
 		return 0, fmt.Errorf("attach stdio of %s: %w", i.ID, err)
-	}
-	// The reference shim's moment: a client done with its stdin before the
-	// runtime created the container still gets its EOF (see HoldStdin).
-	if err := streams.HoldStdin(); err != nil {
-		return 0, fmt.Errorf("stdin of %s: %w", i.ID, err)
 	}
 	pid, err = ReadPidFile(pidFile)
 	if err == nil {

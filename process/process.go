@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/podv2/containerd-shim-pod-v2/stdio"
 )
 
@@ -51,8 +53,8 @@ type Process struct {
 	// comment). Taken before mu, never by the exit path.
 	op sync.Mutex
 
-	// mu guards status, pid, exitStatus, exitedAt and io; exited is closed
-	// exactly when status first becomes Stopped.
+	// mu guards status, pid, exitStatus, exitedAt, io and size; exited is
+	// closed exactly when status first becomes Stopped.
 	mu         sync.Mutex
 	status     Status
 	pid        int
@@ -60,6 +62,7 @@ type Process struct {
 	exitedAt   time.Time
 	exited     chan struct{}
 	io         *stdio.Process
+	size       *specs.Box // the terminal size last asked for
 }
 
 func newProcess(id string, cfg stdio.Config) Process {
@@ -165,11 +168,21 @@ func (p *Process) Resize(width, height uint32) error {
 	if !p.Config.Terminal {
 		return fmt.Errorf("resize %s: %w: the process has no terminal", p.ID, ErrWrongState)
 	}
-	io := p.stdio()
+	p.mu.Lock()
+	p.size = &specs.Box{Width: uint(width), Height: uint(height)}
+	io := p.io
+	p.mu.Unlock()
 	if io == nil {
 		return nil // its stdio could not be set up: Start reports why
 	}
 	return io.Resize(width, height)
+}
+
+// consoleSize is the terminal size asked for so far, nil if none.
+func (p *Process) consoleSize() *specs.Box {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.size
 }
 
 // drainIO waits, bounded, for the output to reach the client, then releases

@@ -45,7 +45,7 @@ func (p *Process) SetConsole(console *os.File) error {
 			p.copyErrs = append(p.copyErrs, err)
 		}
 	}
-	if p.stdinR != nil {
+	if p.stdinR != nil { // OpenStdin came first
 		p.goCopy(func() { p.copyStdinConsole(c) })
 	}
 	p.running.add()
@@ -97,10 +97,7 @@ func (p *Process) copyConsoleOutput(c *os.File) {
 // so this is a plain read/write copy. The fifo ends only after CloseStdin; a
 // terminal has no EOF of its own, so the copy then types one ^D.
 func (p *Process) copyStdinConsole(c *os.File) {
-	err := waitForWriter(p.stdinR)
-	if err == nil {
-		_, err = bufferedCopy(c, p.stdinR, false)
-	}
+	_, err := bufferedCopy(c, p.stdinR, false)
 	if err == nil {
 		_, err = c.Write([]byte{eot})
 	}

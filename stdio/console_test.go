@@ -52,6 +52,7 @@ func TestConsoleCopiesAndResize(t *testing.T) {
 	dir := t.TempDir()
 	inPath, outPath := mkfifo(t, dir, "in"), mkfifo(t, dir, "out")
 	p := newOrFatal(t, Config{Stdin: inPath, Stdout: outPath, Stderr: mkfifo(t, dir, "err"), Terminal: true}, noOwner)
+	openStdin(t, p)
 	if in, out, errf := p.RuntimeStdio(); in != nil || out != nil || errf != nil {
 		t.Fatal("a terminal process has pipe ends")
 	}
@@ -72,7 +73,6 @@ func TestConsoleCopiesAndResize(t *testing.T) {
 	if err := p.SetConsole(master); err == nil {
 		t.Fatal("a second SetConsole succeeded")
 	}
-	holdStdin(t, p)
 	if ws, err := unix.IoctlGetWinsize(int(slave.Fd()), unix.TIOCGWINSZ); err != nil || ws.Col != 80 || ws.Row != 24 {
 		t.Fatalf("window is %+v (%v), want the 80x24 asked for before the console", ws, err)
 	}

@@ -34,8 +34,7 @@ func openOutputFifo(path string) (w, keep *os.File, err error) {
 }
 
 // openStdinFifo opens the read handle of the stdin fifo, the one the copy
-// reads. The write handle the shim keeps comes later (openStdinKeep, from
-// HoldStdin): until then, a client closing its end is stdin's EOF.
+// reads.
 func openStdinFifo(path string) (*os.File, error) {
 	r, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -56,57 +55,6 @@ func openStdinKeep(path string) (*os.File, error) {
 		return nil, fmt.Errorf("open stdin fifo %s for writing: %w", path, err)
 	}
 	return keep, nil
-}
-
-// A fifo's reader cannot tell "no writer yet" from "the writer left" by
-// reading: read(2) returns 0 for both. poll(2) can: a reader opened
-// non-blocking while the fifo had no writer sees POLLHUP only once a writer
-// has come and gone (Linux keeps a writer counter per fifo for this), and
-// POLLIN when there is data.
-
-// waitForWriter waits until the fifo open as f has data, or had a writer
-// that is gone: only then does a read of 0 bytes mean EOF.
-func waitForWriter(f *os.File) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("wait for a writer on %s: %w", f.Name(), err)
-	}
-	err = rc.Read(func(fd uintptr) bool {
-		return pollIn(int(fd))&(unix.POLLIN|unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
-	})
-	if err != nil {
-		return fmt.Errorf("wait for a writer on %s: %w", f.Name(), err)
-	}
-	return nil
-}
-
-// writerCameAndWent tells whether the fifo open as f had a writer that has
-// closed its end, with no other writer left.
-func writerCameAndWent(f *os.File) bool {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return false
-	}
-	var ev int16
-	if err := rc.Control(func(fd uintptr) { ev = pollIn(int(fd)) }); err != nil {
-		return false
-	}
-	return ev&unix.POLLHUP != 0
-}
-
-// pollIn polls fd for reading without waiting and returns what it reports.
-func pollIn(fd int) int16 {
-	for {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		_, err := unix.Poll(fds, 0)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return unix.POLLERR
-		}
-		return fds[0].Revents
-	}
 }
 
 // checkFifo refuses anything but a fifo: a regular file or a device in its

@@ -40,8 +40,7 @@ type Process struct {
 	terminal bool
 
 	// Set by New and never reassigned.
-	stdinPath  string    // the stdin fifo, for HoldStdin
-	stdinR     *os.File  // the stdin fifo, read by the stdin copy
+	stdinPath  string    // the stdin fifo, opened by OpenStdin
 	stdinPipeW *os.File  // pipes: the shim's end of the container's stdin
 	outs       []*output // pipes: the copies Start begins
 	termSink   *sink     // terminal: where the console's output goes; nil discards it
@@ -53,14 +52,15 @@ type Process struct {
 
 	mu sync.Mutex
 	// mu guards the lifecycle below: the container's ends until
-	// CloseRuntimeEnds, the kept stdin writer from HoldStdin until
-	// CloseStdin, the console once SetConsole sets it, a window size asked
+	// CloseRuntimeEnds, the stdin fifo's handles from OpenStdin (the kept
+	// writer until CloseStdin), the console once SetConsole sets it, a window size asked
 	// for before it, whether copies started, whether Close ran, and the copy
 	// errors. Copies are only started under mu and only while !closed, so
 	// Close can wait for every one of them.
 	runtime   [3]*os.File // container ends: stdin read, stdout write, stderr write
+	stdinR    *os.File    // the stdin fifo, read by the stdin copy, from OpenStdin
 	stdinKeep *os.File    // a write handle on the stdin fifo: client disconnect is no EOF
-	stdinDone bool        // CloseStdin ran: HoldStdin holds nothing after it
+	stdinDone bool        // CloseStdin ran: OpenStdin keeps no handle after it
 	console   *os.File
 	winsize   *unix.Winsize // asked for before the console came
 	started   bool
@@ -111,10 +111,7 @@ func New(ctx context.Context, cfg Config, opts Options, start Starter) (_ *Proce
 	}()
 
 	if in.kind == kindFifo {
-		p.stdinPath = in.path
-		if p.stdinR, err = openStdinFifo(in.path); err != nil {
-			return nil, err
-		}
+		p.stdinPath = in.path // opened by OpenStdin
 		if !cfg.Terminal {
 			if p.runtime[0], p.stdinPipeW, err = newPipe(false, true); err != nil {
 				return nil, fmt.Errorf("stdin pipe: %w", err)
@@ -223,7 +220,7 @@ func (p *Process) Start() error {
 		return nil
 	}
 	p.started = true
-	if p.stdinPipeW != nil {
+	if p.stdinPipeW != nil && p.stdinR != nil {
 		p.goCopy(p.copyStdin)
 	}
 	for _, o := range p.outs {
@@ -254,13 +251,9 @@ func (p *Process) copyOutput(o *output) {
 
 // copyStdin moves the stdin fifo into the container's stdin pipe until the
 // fifo has no writer left (CloseStdin closed the shim's, the client closed
-// its own) and is empty, then closes the pipe: the container's EOF. It reads
-// nothing before a writer came (see waitForWriter).
+// its own) and is empty, then closes the pipe: the container's EOF.
 func (p *Process) copyStdin() {
-	err := waitForWriter(p.stdinR)
-	if err == nil {
-		_, err = copyStream(p.stdinPipeW, p.stdinR)
-	}
+	_, err := copyStream(p.stdinPipeW, p.stdinR)
 	p.stdinPipeW.Close()
 	if errors.Is(err, syscall.EPIPE) {
 		err = nil // the container closed its stdin: nobody to give the rest to
@@ -281,28 +274,32 @@ func (p *Process) noteErr(stream string, err error) {
 	}
 }
 
-// HoldStdin opens the write handle the shim keeps on the stdin fifo, so
-// that a client that goes away (or has not come yet) is no EOF: from now on
-// only CloseStdin (containerd's CloseIO) ends stdin. It is called where the
-// reference shim opens that handle, after the runtime created an init and
-// when an exec starts, never earlier: a client that wrote its stdin and
-// closed its end before then gets its EOF without a CloseIO (nerdctl drops
-// its CloseIO when its stdin ends before the task exists). Idempotent; a
-// no-op without stdin, after CloseStdin, or once the client came and went.
-func (p *Process) HoldStdin() error {
+// OpenStdin opens the stdin fifo: the write handle the shim keeps, so that
+// a client that goes away (or has not come yet) is no EOF, and the read
+// handle the copy reads. The reference shim opens them after the runtime
+// created an init, and when an exec starts, never earlier: a client's
+// writes wait until then (containerd's fifos block a writer until a reader
+// comes), and so does the end of its stdin, which is when clients (nerdctl,
+// ctr) send their CloseIO and must find the task. If CloseIO came before,
+// no handle is kept: stdin ends with the client's. Call it before Start or
+// SetConsole; idempotent, a no-op without stdin.
+func (p *Process) OpenStdin() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.stdinR == nil || p.stdinKeep != nil || p.stdinDone || p.closed {
+	if p.stdinPath == "" || p.stdinR != nil || p.closed {
 		return nil
 	}
-	if writerCameAndWent(p.stdinR) {
-		return nil // the client's stdin has ended: the copy delivers its EOF
-	}
-	keep, err := openStdinKeep(p.stdinPath)
+	r, err := openStdinFifo(p.stdinPath)
 	if err != nil {
 		return err
 	}
-	p.stdinKeep = keep
+	if !p.stdinDone {
+		if p.stdinKeep, err = openStdinKeep(p.stdinPath); err != nil {
+			r.Close()
+			return err
+		}
+	}
+	p.stdinR = r
 	return nil
 }
 
@@ -352,7 +349,8 @@ func (p *Process) Close() error {
 	p.mu.Unlock()
 
 	// A copy waits on one file at a time and holds no other while it
-	// waits, so the order of these closes does not matter.
+	// waits, so the order of these closes does not matter. stdinR is set
+	// under mu, and no longer changes once closed is.
 	closeAll(p.stdinR, p.stdinPipeW)
 	for _, o := range p.outs {
 		o.src.Close()

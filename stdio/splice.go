@@ -153,6 +153,21 @@ func pipeState(fd int) pipeStatus {
 	return pipeEmpty
 }
 
+// pollIn polls fd for reading without waiting and returns what it reports.
+func pollIn(fd int) int16 {
+	for {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		_, err := unix.Poll(fds, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return unix.POLLERR
+		}
+		return fds[0].Revents
+	}
+}
+
 // waitWritable waits until the poller says rc's file can take data. The
 // level is checked with poll(2) after the poller's state was reset, so an
 // edge is never missed: either it is writable now, or the next edge wakes us.

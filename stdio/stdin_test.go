@@ -1,6 +1,8 @@
 package stdio
 
 import (
+	"errors"
+	"syscall"
 	goio "io"
 	"os"
 	"testing"
@@ -13,8 +15,8 @@ func TestStdinCloseIODeliversEverythingThenEOF(t *testing.T) {
 	dir := t.TempDir()
 	path := mkfifo(t, dir, "in")
 	p := newOrFatal(t, Config{Stdin: path}, noOwner)
+	openStdin(t, p)
 	client := openClient(t, path, os.O_WRONLY)
-	holdStdin(t, p)
 	stdin, _, _ := container(t, p)
 	got := readAllAsync(stdin)
 
@@ -37,8 +39,8 @@ func TestStdinCloseIOBeforeClientIsDone(t *testing.T) {
 	dir := t.TempDir()
 	path := mkfifo(t, dir, "in")
 	p := newOrFatal(t, Config{Stdin: path}, noOwner)
+	openStdin(t, p)
 	client := openClient(t, path, os.O_WRONLY)
-	holdStdin(t, p)
 	stdin, _, _ := container(t, p)
 	got := readAllAsync(stdin)
 
@@ -61,8 +63,8 @@ func TestStdinClientDisconnectIsNotEOF(t *testing.T) {
 	dir := t.TempDir()
 	path := mkfifo(t, dir, "in")
 	p := newOrFatal(t, Config{Stdin: path}, noOwner)
+	openStdin(t, p)
 	client := openClient(t, path, os.O_WRONLY)
-	holdStdin(t, p)
 	stdin, _, _ := container(t, p)
 
 	client.Write([]byte("abc"))
@@ -90,6 +92,7 @@ func TestStdinCloseEndsIt(t *testing.T) {
 	dir := t.TempDir()
 	path := mkfifo(t, dir, "in")
 	p := newOrFatal(t, Config{Stdin: path}, noOwner)
+	openStdin(t, p)
 	stdin, _, _ := container(t, p)
 	got := readAllAsync(stdin)
 	if err := p.Close(); err != nil {
@@ -105,8 +108,8 @@ func TestStdinContainerClosesStdin(t *testing.T) {
 	dir := t.TempDir()
 	path := mkfifo(t, dir, "in")
 	p := newOrFatal(t, Config{Stdin: path}, noOwner)
+	openStdin(t, p)
 	client := openClient(t, path, os.O_WRONLY)
-	holdStdin(t, p)
 	stdin, _, _ := container(t, p)
 	stdin.Close()
 	client.Write([]byte("nobody reads this"))
@@ -116,62 +119,69 @@ func TestStdinContainerClosesStdin(t *testing.T) {
 	}
 }
 
-func holdStdin(t *testing.T, p *Process) {
+func openStdin(t *testing.T, p *Process) {
 	t.Helper()
-	if err := p.HoldStdin(); err != nil {
-		t.Fatalf("HoldStdin: %v", err)
+	if err := p.OpenStdin(); err != nil {
+		t.Fatalf("OpenStdin: %v", err)
 	}
 }
 
-// nerdctl run -i with piped input: the client writes its stdin and closes
-// its end before the task exists, and drops its CloseIO. The container must
-// still get everything, then EOF: the shim holds the fifo open only from
-// after the runtime's create.
-func TestStdinClientDoneBeforeHoldIsEOF(t *testing.T) {
+// Until OpenStdin (after the runtime's create, or at an exec's Start) the
+// stdin fifo has no reader: a client cannot write yet, as with the reference
+// shim. Clients time their CloseIO on that.
+func TestStdinNotWritableBeforeOpenStdin(t *testing.T) {
 	dir := t.TempDir()
 	path := mkfifo(t, dir, "in")
 	p := newOrFatal(t, Config{Stdin: path}, noOwner)
-	client := openClient(t, path, os.O_WRONLY)
-	client.Write([]byte("l1\n"))
-	client.Close()
-	holdStdin(t, p) // after the runtime's create
-	stdin, _, _ := container(t, p)
-	sameBytes(t, "container stdin", await(t, readAllAsync(stdin), 5*time.Second, "container reads stdin"), []byte("l1\n"))
-}
-
-// The stdin copy starts before any client opened the fifo: that is no EOF.
-func TestStdinCopyWaitsForTheClient(t *testing.T) {
-	dir := t.TempDir()
-	path := mkfifo(t, dir, "in")
-	p := newOrFatal(t, Config{Stdin: path}, noOwner)
-	stdin, _, _ := container(t, p)
-	got := readAllAsync(stdin)
-	// Nothing can happen while no client is there; a wrong EOF would be
-	// immediate, so a short wait is enough to see one.
-	select {
-	case r := <-got:
-		t.Fatalf("container saw EOF (%q, %v) before any client came", r.data, r.err)
-	case <-time.After(200 * time.Millisecond):
+	if f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+		f.Close()
+		t.Fatal("the stdin fifo has a reader before OpenStdin")
+	} else if !errors.Is(err, syscall.ENXIO) {
+		t.Fatalf("open for writing before OpenStdin: %v, want ENXIO", err)
 	}
-	client := openClient(t, path, os.O_WRONLY)
-	client.Write([]byte("late"))
-	client.Close()
-	sameBytes(t, "container stdin", await(t, got, 5*time.Second, "container reads stdin"), []byte("late"))
+	openStdin(t, p)
+	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatalf("open for writing after OpenStdin: %v", err)
+	}
+	f.Close()
 }
 
-// HoldStdin after CloseIO holds nothing: stdin ends with the client.
-func TestStdinHoldAfterCloseIO(t *testing.T) {
+// A CloseIO before OpenStdin (a client done with an exec's stdin before
+// Start) is kept: stdin then ends with the client's writer.
+func TestStdinCloseIOBeforeOpenStdin(t *testing.T) {
 	dir := t.TempDir()
 	path := mkfifo(t, dir, "in")
 	p := newOrFatal(t, Config{Stdin: path}, noOwner)
-	client := openClient(t, path, os.O_WRONLY)
 	if err := p.CloseStdin(); err != nil {
 		t.Fatal(err)
 	}
-	holdStdin(t, p)
+	openStdin(t, p)
+	client := openClient(t, path, os.O_WRONLY)
 	stdin, _, _ := container(t, p)
 	got := readAllAsync(stdin)
 	client.Write([]byte("x"))
 	client.Close()
 	sameBytes(t, "container stdin", await(t, got, 5*time.Second, "container reads stdin"), []byte("x"))
+}
+
+// A client done with stdin before it was opened (containerd's fifo closes
+// an unopened writer by opening a reader itself), then CloseIO: EOF at once.
+func TestStdinClientGoneAndCloseIOBeforeOpenStdin(t *testing.T) {
+	dir := t.TempDir()
+	path := mkfifo(t, dir, "in")
+	p := newOrFatal(t, Config{Stdin: path}, noOwner)
+	r, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := openClient(t, path, os.O_WRONLY)
+	w.Close()
+	r.Close()
+	if err := p.CloseStdin(); err != nil {
+		t.Fatal(err)
+	}
+	openStdin(t, p)
+	stdin, _, _ := container(t, p)
+	sameBytes(t, "container stdin", await(t, readAllAsync(stdin), 5*time.Second, "container reads stdin"), nil)
 }

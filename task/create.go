@@ -64,7 +64,7 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	if err := s.reserve(r.ID); err != nil {
 		return nil, err
 	}
-	undo.push(func() error { s.unreserve(r.ID); return nil })
+	undo.push(func() error { s.unreserve(r.ID, nil); return nil })
 	c := newContainer(r.ID, bundle)
 
 	// The pod's namespaces: decided by its first container, joined by every
@@ -128,10 +128,7 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		return c.init.Create(ctx)
 	}, func(pid int) {
 		s.watchCgroup(c)
-		s.mu.Lock()
-		delete(s.creating, c.id)
-		s.containers[c.id] = c
-		s.mu.Unlock()
+		s.unreserve(c.id, c)
 		s.pub.Publish(TopicCreate, &eventstypes.TaskCreate{
 			ContainerID: r.ID,
 			Bundle:      bundle,
@@ -147,16 +144,24 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 func (s *Service) reserve(id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, exists := s.containers[id]; exists || s.creating[id] {
+	_, exists := s.containers[id]
+	_, creating := s.creating[id]
+	if exists || creating {
 		return alreadyExists("container %s", id)
 	}
-	s.creating[id] = true
+	s.creating[id] = make(chan struct{})
 	return nil
 }
 
-func (s *Service) unreserve(id string) {
+// unreserve ends a Create, successful (with c) or not; requests waiting for
+// it go on.
+func (s *Service) unreserve(id string, c *container) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if c != nil {
+		s.containers[id] = c
+	}
+	close(s.creating[id])
 	delete(s.creating, id)
 }
 

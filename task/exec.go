@@ -27,7 +27,7 @@ func (s *Service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (*emp
 }
 
 func (s *Service) addExec(ctx context.Context, r *taskapi.ExecProcessRequest) error {
-	c, err := s.get(r.ID)
+	c, err := s.get(ctx, r.ID)
 	if err != nil {
 		return err
 	}
@@ -99,7 +99,7 @@ func (s *Service) discardCreatedExecs(c *container) {
 
 // Pids lists the container's processes; those of execs carry their exec id.
 func (s *Service) Pids(ctx context.Context, r *taskapi.PidsRequest) (*taskapi.PidsResponse, error) {
-	c, err := s.get(r.ID)
+	c, err := s.get(ctx, r.ID)
 	if err != nil {
 		return nil, toRPC(err)
 	}

@@ -11,7 +11,7 @@ import (
 // Stats returns the container's cgroup metrics: io.containerd.cgroups.v1.Metrics
 // or io.containerd.cgroups.v2.Metrics, as the machine's cgroups are.
 func (s *Service) Stats(ctx context.Context, r *taskapi.StatsRequest) (*taskapi.StatsResponse, error) {
-	c, err := s.get(r.ID)
+	c, err := s.get(ctx, r.ID)
 	if err != nil {
 		return nil, toRPC(err)
 	}

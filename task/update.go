@@ -16,7 +16,7 @@ import (
 
 // Update applies new resource limits (a JSON LinuxResources) to a container.
 func (s *Service) Update(ctx context.Context, r *taskapi.UpdateTaskRequest) (*emptypb.Empty, error) {
-	c, err := s.get(r.ID)
+	c, err := s.get(ctx, r.ID)
 	if err != nil {
 		return nil, toRPC(err)
 	}
@@ -41,7 +41,7 @@ func (s *Service) Update(ctx context.Context, r *taskapi.UpdateTaskRequest) (*em
 // Checkpoint dumps a running container to r.Path with criu, through the runtime.
 // A failure leaves the container as it was and returns criu's own words.
 func (s *Service) Checkpoint(ctx context.Context, r *taskapi.CheckpointTaskRequest) (*emptypb.Empty, error) {
-	c, err := s.get(r.ID)
+	c, err := s.get(ctx, r.ID)
 	if err != nil {
 		return nil, toRPC(err)
 	}
