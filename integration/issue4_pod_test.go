@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -153,7 +154,7 @@ func TestPodSharedNamespaces(t *testing.T) {
 		removeTask(t, c, b)
 		removeTask(t, c, third)
 		harness.Eventually(t, 10*time.Second, "the pod's shim exits and its pins go", func() bool {
-			return len(c.ShimProcesses(c.Runtime, "")) == 0 && len(nsfsMountsUnder(podStateRoot)) == 0
+			return len(c.ShimProcesses(c.Runtime, "")) == 0 && len(nsfsMountsUnder(filepath.Join(podStateRoot, c.Namespace))) == 0
 		})
 		for _, id := range []string{a, b, third} {
 			c.CheckGone(t, id, "")
@@ -196,7 +197,7 @@ func TestPodNetworkOnlyAndTwoPods(t *testing.T) {
 			removeTask(t, c, id)
 		}
 		harness.Eventually(t, 10*time.Second, "both shims exit and the pins go", func() bool {
-			return len(c.ShimProcesses(c.Runtime, "")) == 0 && len(nsfsMountsUnder(podStateRoot)) == 0
+			return len(c.ShimProcesses(c.Runtime, "")) == 0 && len(nsfsMountsUnder(filepath.Join(podStateRoot, c.Namespace))) == 0
 		})
 	})
 }
@@ -222,7 +223,7 @@ func TestPodShimKill9(t *testing.T) {
 		if len(shims) != 1 {
 			t.Fatalf("want one shim, got %v", shims)
 		}
-		if len(nsfsMountsUnder(podStateRoot)) == 0 {
+		if len(nsfsMountsUnder(filepath.Join(podStateRoot, c.Namespace))) == 0 {
 			t.Fatal("no pins while the pod runs")
 		}
 		if err := syscallKill(shims[0].PID); err != nil {
@@ -242,7 +243,7 @@ func TestPodShimKill9(t *testing.T) {
 			c.Ctr("containers", "rm", id)
 		}
 		harness.Eventually(t, 10*time.Second, "no pin, no container process", func() bool {
-			return len(nsfsMountsUnder(podStateRoot)) == 0 && !harness.ProcessAlive(pids[0]) && !harness.ProcessAlive(pids[1])
+			return len(nsfsMountsUnder(filepath.Join(podStateRoot, c.Namespace))) == 0 && !harness.ProcessAlive(pids[0]) && !harness.ProcessAlive(pids[1])
 		})
 		for _, id := range []string{a, b} {
 			c.CheckGone(t, id, pod)

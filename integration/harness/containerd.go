@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -33,6 +34,9 @@ type Options struct {
 	NoImage bool
 	// ExtraConfig is TOML appended to config.toml.
 	ExtraConfig string
+	// Env is added to containerd's environment, which the shims it starts
+	// inherit (e.g. the shim's fault points, CONTAINERD_SHIM_POD_V2_FAULTS).
+	Env []string
 }
 
 // Containerd is a private containerd daemon started for one test.
@@ -148,6 +152,7 @@ func Start(t testing.TB, f Flavour, o Options) *Containerd {
 	}
 	cmd := exec.Command(f.Containerd, "--config", c.ConfigPath)
 	cmd.Env = append(filterEnv(os.Environ(), "PATH", "CONTAINERD_ADDRESS", "CONTAINERD_NAMESPACE", "TTRPC_ADDRESS", "GRPC_ADDRESS", "NAMESPACE"), "PATH="+c.PATH)
+	cmd.Env = append(cmd.Env, o.Env...)
 	cmd.Stdout = c.logFile
 	cmd.Stderr = c.logFile
 	cmd.Dir = dir
@@ -411,6 +416,16 @@ func (c *Containerd) Stop() {
 			t.Logf("cleanup: unmount %s: %v", m, err)
 		}
 	}
+	// The pods' state of this daemon's namespace: pins a shim killed above
+	// could not release.
+	podState := filepath.Join(PodStateRoot, c.Namespace)
+	for _, m := range slices.Backward(MountsUnder(podState)) {
+		t.Logf("cleanup: unmount %s", m)
+		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil {
+			t.Logf("cleanup: unmount %s: %v", m, err)
+		}
+	}
+	os.RemoveAll(podState)
 	removeCgroups(c.Namespace)
 	if t.Failed() {
 		c.dumpLog(t, 150)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"io"
 	"net"
 	"os"
@@ -71,6 +72,32 @@ func (b *DirectBundle) WaitIO(timeout time.Duration) bool {
 		return true
 	case <-time.After(timeout):
 		return false
+	}
+}
+
+// Spec reads the bundle's config.json.
+func (b *DirectBundle) Spec(t testing.TB) *specs.Spec {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(b.Path, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &spec); err != nil {
+		t.Fatal(err)
+	}
+	return &spec
+}
+
+// SetSpec writes the bundle's config.json.
+func (b *DirectBundle) SetSpec(t testing.TB, spec *specs.Spec) {
+	t.Helper()
+	data, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(b.Path, "config.json"), data, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -254,6 +281,24 @@ func (c *TaskClient) Kill(ctx context.Context, r *taskapi.KillRequest) error {
 func (c *TaskClient) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskapi.DeleteResponse, error) {
 	var resp taskapi.DeleteResponse
 	return &resp, c.call(ctx, "Delete", r, &resp)
+}
+
+// Exec calls Exec.
+func (c *TaskClient) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) error {
+	var resp emptypb.Empty
+	return c.call(ctx, "Exec", r, &resp)
+}
+
+// Pause calls Pause.
+func (c *TaskClient) Pause(ctx context.Context, r *taskapi.PauseRequest) error {
+	var resp emptypb.Empty
+	return c.call(ctx, "Pause", r, &resp)
+}
+
+// Resume calls Resume.
+func (c *TaskClient) Resume(ctx context.Context, r *taskapi.ResumeRequest) error {
+	var resp emptypb.Empty
+	return c.call(ctx, "Resume", r, &resp)
 }
 
 // Shutdown calls Shutdown.

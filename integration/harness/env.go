@@ -45,6 +45,8 @@ const (
 	RuncRoot = "/run/containerd/runc"
 	// ShimSocketDir is where shims put their ttrpc sockets, whatever the containerd.
 	ShimSocketDir = "/run/containerd/s"
+	// PodStateRoot holds our shim's pod state directories, one per namespace and pod.
+	PodStateRoot = "/run/containerd/io.containerd.pod.v2"
 )
 
 // Runtime is the runtime the tests drive: $TEST_RUNTIME, io.containerd.pod.v2 by default.

@@ -3,8 +3,10 @@ package harness
 import (
 	"bufio"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -268,4 +270,21 @@ func containsLine(out, s string) bool {
 		}
 	}
 	return false
+}
+
+// RuncStatus is runc's own status of container id ("created", "running", "paused", "stopped"), "" if runc does not
+// know it.
+func (c *Containerd) RuncStatus(t testing.TB, id string) string {
+	t.Helper()
+	out, err := exec.Command("runc", "--root", filepath.Join(RuncRoot, c.Namespace), "state", id).Output()
+	if err != nil {
+		return ""
+	}
+	var st struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatalf("runc state %s: %v: %q", id, err, out)
+	}
+	return st.Status
 }

@@ -24,6 +24,10 @@ var shared struct {
 	shimDir  string
 	shimErr  error
 
+	faultyOnce sync.Once
+	faultyPath string
+	faultyErr  error
+
 	imageOnce sync.Once
 	imagePath string
 	image     *image.Result
@@ -129,6 +133,46 @@ func buildShim() (string, error) {
 	}
 	fmt.Fprintf(os.Stderr, "harness: built %s in %v\n", dst, time.Since(start).Round(time.Millisecond))
 	return dir, nil
+}
+
+// FaultyRunc returns a runtime binary (for BinaryName) that wraps runc and
+// fails in the given mode (see cmd/faultyrunc): built once per test binary,
+// and linked under the name that selects the mode.
+func FaultyRunc(t testing.TB, mode string) string {
+	t.Helper()
+	shared.faultyOnce.Do(func() { shared.faultyPath, shared.faultyErr = buildFaultyRunc() })
+	if shared.faultyErr != nil {
+		t.Fatalf("faultyrunc: %v", shared.faultyErr)
+	}
+	link := shared.faultyPath + "." + mode
+	if err := os.Symlink(shared.faultyPath, link); err != nil && !os.IsExist(err) {
+		t.Fatal(err)
+	}
+	return link
+}
+
+func buildFaultyRunc() (string, error) {
+	base, err := sharedDir()
+	if err != nil {
+		return "", err
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	dst := filepath.Join(base, "faultyrunc")
+	cmd := exec.Command("go", "build", "-o", dst, "./cmd/faultyrunc")
+	cmd.Dir = filepath.Join(root, "integration")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/faultyrunc: %v\n%s", err, out)
+	}
+	// Runtimes run as the containers' users in user namespaces: the
+	// directory must be searchable by all.
+	if err := os.Chmod(base, 0o755); err != nil {
+		return "", err
+	}
+	return dst, nil
 }
 
 // ImageArchive returns the busybox OCI archive (built once per test binary) and what it holds.
