@@ -381,6 +381,11 @@ func TestExecAddedWhileContainerIsDeleted(t *testing.T) {
 		ev.MustWaitFor(t, 10*time.Second, "delete of "+id, func(e harness.Event) bool {
 			return e.Topic == "/tasks/delete" && e.Str("container_id") == id
 		})
+		if execErr == nil {
+			ev.MustWaitFor(t, 10*time.Second, "exec-added of the exec that was added", func(e harness.Event) bool {
+				return e.Topic == "/tasks/exec-added" && e.Str("container_id") == id
+			})
+		}
 		seenDelete := false
 		for _, e := range ev.Task(id) {
 			if e.Topic == "/tasks/delete" {
