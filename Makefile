@@ -53,7 +53,10 @@ vet:
 	$(GO) vet ./...
 	cd integration && $(GO) vet ./...
 
-demo: deps build
+# Only what the demo runs is installed: containerd 2.4 is built only for CONTAINERD=2.4.
+demo:
+	scripts/deps.sh demo
+	$(MAKE) build
 	SHIM_BINARY=$(CURDIR)/$(BIN) scripts/demo.sh
 
 # Ours against containerd-shim-runc-v2 under one private containerd 1.6; writes docs/BENCHMARKS.md.

@@ -10,14 +10,30 @@
 #    goes to a temporary directory first and each binary is moved into place only once built, so an interrupted
 #    build never leaves a half-filled cache.
 #
+# Usage: scripts/deps.sh [test|demo]. `test` (the default; make test) installs all of the above. `demo` (make demo)
+# installs only what the demo runs: Debian's containerd 1.6, runc and busybox, and containerd 2.4 only when
+# CONTAINERD=2.4 asks for it, so that a new machine runs the demo within a couple of minutes.
+#
 # Environment: CONTAINERD24_VERSION (default v2.4.2), CONTAINERD24_DIR, DEPS_SKIP_APT=1 (check only, install nothing
-# with apt).
+# with apt), CONTAINERD (demo: 1.6 or 2.4).
 set -euo pipefail
+
+PROFILE=${1:-test}
+case "$PROFILE" in
+test | demo) ;;
+*)
+	echo "deps: usage: $0 [test|demo]" >&2
+	exit 2
+	;;
+esac
 
 CONTAINERD24_VERSION=${CONTAINERD24_VERSION:-v2.4.2}
 CACHE=/var/cache/containerd-shim-pod-v2
 CONTAINERD24_DIR=${CONTAINERD24_DIR:-$CACHE/containerd-${CONTAINERD24_VERSION}/bin}
 PACKAGES=(runc containerd busybox-static criu uidmap iproute2 util-linux mount procps libseccomp-dev ca-certificates)
+if [ "$PROFILE" = demo ]; then
+	PACKAGES=(runc containerd busybox-static uidmap iproute2 util-linux mount procps ca-certificates)
+fi
 
 log() { echo "deps: $*" >&2; }
 die() {
@@ -58,6 +74,10 @@ command -v go >/dev/null || die "go not found on PATH: install Go >= 1.26.6 (htt
 log "$(go version)"
 
 # --- containerd 2.4 -----------------------------------------------------------------------------------------------
+if [ "$PROFILE" = demo ] && [ "${CONTAINERD:-1.6}" != 2.4 ]; then
+	log "ok (demo: containerd 2.4 not needed)"
+	exit 0
+fi
 want=${CONTAINERD24_VERSION#v}
 have_ok() { # binary version-flag
 	[ -x "$CONTAINERD24_DIR/$1" ] || return 1
