@@ -109,7 +109,8 @@ func (p *Process) SetExited(status int, at time.Time) bool {
 }
 
 // begin checks, with the operation lock held, that the process is in one of
-// the states op may start from.
+// the states op may start from. A stopped process is in the wrong state for
+// op (it is still there: containerd deletes it); a deleted one is gone.
 func (p *Process) begin(op string, from ...Status) (Status, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -118,7 +119,10 @@ func (p *Process) begin(op string, from ...Status) (Status, error) {
 			return f, nil
 		}
 	}
-	return p.status, stateError(op, p.ID, p.status)
+	if p.status == Deleted {
+		return p.status, stateError(op, p.ID, p.status)
+	}
+	return p.status, fmt.Errorf("cannot %s %s while it is %s: %w", op, p.ID, p.status, ErrWrongState)
 }
 
 // move sets the state op leads to, unless an exit came meanwhile: a process
