@@ -2,9 +2,9 @@ package stdio
 
 import (
 	"errors"
-	"syscall"
 	goio "io"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 )
