@@ -64,6 +64,7 @@ type containerSpec struct {
 	stdin       []byte
 	runtimeOpts any // nil: no options
 	annotations map[string]string
+	specOpts    []oci.SpecOpts // applied after the image's config and the args
 }
 
 // newClientTask creates the container and its task (not started) with runtime c.Runtime; stdout and stderr are
@@ -78,6 +79,7 @@ func newClientTask(ctx context.Context, t *testing.T, cl *client.Client, c *harn
 	if len(s.annotations) > 0 {
 		specOpts = append(specOpts, oci.WithAnnotations(s.annotations))
 	}
+	specOpts = append(specOpts, s.specOpts...)
 	ctr, err := cl.NewContainer(ctx, s.id,
 		client.WithImage(img),
 		client.WithNewSnapshot(s.id+"-snapshot", img),

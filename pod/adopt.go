@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,6 +25,11 @@ const (
 // PrepareStateDir). Adopted paths are never unmounted or removed by the
 // shim.
 //
+// A path that is the host's namespace of its type (the shim's own, compared by
+// identity on the opened file) is not adopted: the pod uses the host's, as if
+// the path were not given. Deriving a user namespace from the host's network
+// namespace is refused.
+//
 // The mappings are the spec's: an adopted user namespace is not checked
 // against them (no process may be in it to read its uid_map from).
 func Adopt(dir string, req Request) (_ *Namespaces, retErr error) {
@@ -36,18 +42,20 @@ func Adopt(dir string, req Request) (_ *Namespaces, retErr error) {
 	var netF, userF *os.File
 	var err error
 	if req.NetPath != "" {
-		if netF, err = openNamespace(req.NetPath, unix.CLONE_NEWNET); err != nil {
+		if netF, err = adoptNamespace(ns, req.NetPath, specs.NetworkNamespace, !req.DeriveUser); err != nil {
 			return nil, err
 		}
-		ns.held = append(ns.held, netF)
-		ns.NetPath = req.NetPath
+		if netF != nil {
+			ns.NetPath = req.NetPath
+		}
 	}
 	if req.UserPath != "" {
-		if userF, err = openNamespace(req.UserPath, unix.CLONE_NEWUSER); err != nil {
+		if userF, err = adoptNamespace(ns, req.UserPath, specs.UserNamespace, true); err != nil {
 			return nil, err
 		}
-		ns.held = append(ns.held, userF)
-		ns.UserPath = req.UserPath
+		if userF != nil {
+			ns.UserPath = req.UserPath
+		}
 	}
 
 	switch {
@@ -59,7 +67,7 @@ func Adopt(dir string, req Request) (_ *Namespaces, retErr error) {
 			return nil, fmt.Errorf("find the user namespace owning network namespace %s: %w", req.NetPath, err)
 		}
 		ns.held = append(ns.held, owner)
-		if host, err := sameNamespaceFile(owner, "/proc/self/ns/user"); err != nil {
+		if host, err := sameNamespaceFile(owner, hostNamespacePath(specs.UserNamespace)); err != nil {
 			return nil, err
 		} else if host {
 			return nil, kindf(ErrInvalidSpec,
@@ -96,6 +104,35 @@ func Adopt(dir string, req Request) (_ *Namespaces, retErr error) {
 		ns.GIDMappings = slices.Clone(req.GIDMappings)
 	}
 	return ns, nil
+}
+
+// adoptNamespace opens the namespace at path, checks its type and holds it in
+// ns. With hostIsNone, a path that is the host's namespace of that type is
+// not held and the file is nil: the pod uses the host's.
+func adoptNamespace(ns *Namespaces, path string, typ specs.LinuxNamespaceType, hostIsNone bool) (*os.File, error) {
+	f, err := openNamespace(path, cloneFlag[typ])
+	if err != nil {
+		return nil, err
+	}
+	if hostIsNone {
+		host, err := sameNamespaceFile(f, hostNamespacePath(typ))
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		if host {
+			f.Close()
+			return nil, nil
+		}
+	}
+	ns.held = append(ns.held, f)
+	return f, nil
+}
+
+// cloneFlag is the CLONE_NEW* type of the namespaces a pod adopts.
+var cloneFlag = map[specs.LinuxNamespaceType]int{
+	specs.NetworkNamespace: unix.CLONE_NEWNET,
+	specs.UserNamespace:    unix.CLONE_NEWUSER,
 }
 
 // openNamespace opens a namespace file and checks its type.

@@ -45,7 +45,8 @@ func (p *Pod) Dir() string { return p.dir }
 
 // Join adds a container to the pod and rewrites its spec to join the pod's
 // namespaces (see Rewrite). The first container decides the namespaces (see
-// Decide): they are created or adopted here. Errors wrap ErrInvalidID,
+// Decide): they are created or adopted here. A later container may not set up
+// a network of its own (see networkSetupHook). Errors wrap ErrInvalidID,
 // ErrInvalidSpec or ErrConflict when the container is at fault. A container
 // that joined leaves with Leave, whether its runtime create worked or not.
 func (p *Pod) Join(containerID string, spec *specs.Spec) (retErr error) {
@@ -88,6 +89,10 @@ func (p *Pod) Join(containerID string, spec *specs.Spec) (retErr error) {
 			return fmt.Errorf("pod %s: %w", p.id, err)
 		}
 		defer unlock()
+		// Only the first container may set up the pod's network itself.
+		if err := checkNetworkSetup(p.id, p.ns, spec); err != nil {
+			return fmt.Errorf("spec of container %s: %w", containerID, err)
+		}
 	}
 
 	if err := Rewrite(p.id, p.ns, spec); err != nil {

@@ -3,7 +3,6 @@ package pod
 import (
 	"cmp"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 
@@ -42,6 +41,9 @@ func (r Request) Creates() bool { return r.NewUser || r.NewNet }
 //     network namespace;
 //   - no network namespace entry: the pod uses the host network.
 //
+// An entry that names the host's namespace by path is the host's, as no entry
+// (see IsHostNamespace): a hostNetwork pod's sandbox may name it so.
+//
 // The remaining combination, joining a user namespace by path while asking
 // for a new network namespace, is refused: the network namespace would have
 // to be created inside a user namespace the shim cannot enter (Go cannot
@@ -52,7 +54,8 @@ func Decide(spec *specs.Spec) (Request, error) {
 	if spec == nil || spec.Linux == nil {
 		return req, nil
 	}
-	user, net, err := podNamespaces(spec.Linux.Namespaces)
+	list, _ := withoutHostNamespaces(spec.Linux.Namespaces)
+	user, net, err := podNamespaces(list)
 	if err != nil {
 		return req, err
 	}
@@ -124,9 +127,12 @@ func checkMappings(uids, gids []specs.LinuxIDMapping) error {
 // Rewrite makes a container's spec join its pod's namespaces: the user and
 // network namespaces by path, with the pod's id mappings (runc 1.1.5 wants
 // the mappings even when joining by path). Other namespaces (pid, ipc, uts,
-// mount, cgroup) stay as the container asked. ns nil is a pod without
-// namespaces of its own. A container that contradicts its pod is refused
-// with an error wrapping ErrConflict that names both values.
+// mount, cgroup) stay as the container asked, except that an entry naming the
+// host's namespace by path is dropped (it is the host's: see
+// IsHostNamespace), and with a host user namespace entry the id mappings go
+// too. ns nil is a pod without namespaces of its own. A container that
+// contradicts its pod is refused with an error wrapping ErrConflict that names
+// both values.
 //
 // The pod's first container is rewritten too: what it asked to be created
 // was created by the shim, and it joins it like the others.
@@ -135,7 +141,8 @@ func Rewrite(podID string, ns *Namespaces, spec *specs.Spec) error {
 	if linux == nil {
 		linux = &specs.Linux{}
 	}
-	user, net, err := podNamespaces(linux.Namespaces)
+	list, hostUser := withoutHostNamespaces(linux.Namespaces)
+	user, net, err := podNamespaces(list)
 	if err != nil {
 		return err
 	}
@@ -152,6 +159,11 @@ func Rewrite(podID string, ns *Namespaces, spec *specs.Spec) error {
 	}
 
 	spec.Linux = linux
+	linux.Namespaces = list
+	if hostUser {
+		// runc refuses id mappings without a user namespace entry.
+		linux.UIDMappings, linux.GIDMappings = nil, nil
+	}
 	if ns.HasUser() {
 		user.Path = ns.UserPath
 		linux.UIDMappings = slices.Clone(ns.UIDMappings)
@@ -211,24 +223,6 @@ func describe(kind string, ns *specs.LinuxNamespace) string {
 		return "a new " + kind + " namespace"
 	}
 	return kind + " namespace " + ns.Path
-}
-
-// sameNamespace tells whether two namespace paths name one namespace: equal
-// paths, or files with the same device and inode (a pin and /proc/PID/ns/net
-// of a process in it, say). A path that cannot be read is not the same.
-func sameNamespace(a, b string) bool {
-	if a == b {
-		return true
-	}
-	fa, err := os.Stat(a)
-	if err != nil {
-		return false
-	}
-	fb, err := os.Stat(b)
-	if err != nil {
-		return false
-	}
-	return os.SameFile(fa, fb)
 }
 
 // sameMappings compares two mapping lists as sets.

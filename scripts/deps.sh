@@ -3,19 +3,23 @@
 # changes nothing and takes about a second.
 #
 #  - Debian packages (apt-get; `apt-get update` only when something is missing): runc, containerd 1.6 (with ctr and
-#    containerd-shim-runc-v2), busybox-static, criu, uidmap, iproute2, util-linux, mount, procps, libseccomp-dev.
+#    containerd-shim-runc-v2), busybox-static, criu, uidmap, iproute2, util-linux, mount, procps, libseccomp-dev,
+#    containernetworking-plugins (the CNI plugins of the CRI tests, in /usr/lib/cni).
 #  - containerd v2.4.2, its ctr and its containerd-shim-runc-v2 (the reference shim that speaks 2.4's bootstrap
 #    protocol; Debian's 1.6 shim cannot start under 2.4), built with `go install` from the Go module proxy into
 #    $CONTAINERD24_DIR (default /var/cache/containerd-shim-pod-v2/containerd-v2.4.2/bin) when absent. The build
 #    goes to a temporary directory first and each binary is moved into place only once built, so an interrupted
 #    build never leaves a half-filled cache.
+#  - crictl of cri-tools $CRICTL_VERSION (default v1.36.0) for the CRI tests: `go mod download` of
+#    sigs.k8s.io/cri-tools from the Go module proxy, then `go build ./cmd/crictl` in the module's directory, into
+#    $CRICTL_DIR (default /var/cache/containerd-shim-pod-v2/cri-tools-v1.36.0/bin) when absent (about a minute).
 #
 # Usage: scripts/deps.sh [test|demo]. `test` (the default; make test) installs all of the above. `demo` (make demo)
 # installs only what the demo runs: Debian's containerd 1.6, runc and busybox, and containerd 2.4 only when
 # CONTAINERD=2.4 asks for it, so that a new machine runs the demo within a couple of minutes.
 #
-# Environment: CONTAINERD24_VERSION (default v2.4.2), CONTAINERD24_DIR, DEPS_SKIP_APT=1 (check only, install nothing
-# with apt), CONTAINERD (demo: 1.6 or 2.4).
+# Environment: CONTAINERD24_VERSION (default v2.4.2), CONTAINERD24_DIR, CRICTL_VERSION, CRICTL_DIR, DEPS_SKIP_APT=1
+# (check only, install nothing with apt), CONTAINERD (demo: 1.6 or 2.4).
 set -euo pipefail
 
 PROFILE=${1:-test}
@@ -30,7 +34,10 @@ esac
 CONTAINERD24_VERSION=${CONTAINERD24_VERSION:-v2.4.2}
 CACHE=/var/cache/containerd-shim-pod-v2
 CONTAINERD24_DIR=${CONTAINERD24_DIR:-$CACHE/containerd-${CONTAINERD24_VERSION}/bin}
-PACKAGES=(runc containerd busybox-static criu uidmap iproute2 util-linux mount procps libseccomp-dev ca-certificates)
+CRICTL_VERSION=${CRICTL_VERSION:-v1.36.0}
+CRICTL_DIR=${CRICTL_DIR:-$CACHE/cri-tools-${CRICTL_VERSION}/bin}
+PACKAGES=(runc containerd busybox-static criu uidmap iproute2 util-linux mount procps libseccomp-dev ca-certificates
+	containernetworking-plugins)
 if [ "$PROFILE" = demo ]; then
 	PACKAGES=(runc containerd busybox-static uidmap iproute2 util-linux mount procps ca-certificates)
 fi
@@ -65,6 +72,11 @@ fi
 for b in /usr/sbin/runc /usr/bin/containerd /usr/bin/ctr /usr/bin/containerd-shim-runc-v2 /bin/busybox; do
 	[ -x "$b" ] || die "$b missing after installing packages"
 done
+if [ "$PROFILE" = test ]; then
+	for b in /usr/lib/cni/bridge /usr/lib/cni/host-local /usr/lib/cni/loopback; do
+		[ -x "$b" ] || die "$b missing after installing containernetworking-plugins"
+	done
+fi
 if LC_ALL=C grep -aq 'ld-linux' <(head -c 4096 /bin/busybox); then
 	die "/bin/busybox is dynamically linked: install busybox-static (it replaces busybox)"
 fi
@@ -111,6 +123,27 @@ fi
 for b in containerd ctr; do have_ok $b --version || die "$CONTAINERD24_DIR/$b is not version $want"; done
 have_ok containerd-shim-runc-v2 -v || die "$CONTAINERD24_DIR/containerd-shim-runc-v2 is not version $want"
 log "containerd ${CONTAINERD24_VERSION}: $CONTAINERD24_DIR/{containerd,ctr,containerd-shim-runc-v2}"
+
+# --- crictl (the CRI tests; not for the demo) ----------------------------------------------------------------------
+if [ "$PROFILE" = test ]; then
+	crictl_want="crictl version ${CRICTL_VERSION#v}"
+	crictl_ok() { [ -x "$CRICTL_DIR/crictl" ] && [ "$("$CRICTL_DIR/crictl" --version 2>/dev/null)" = "$crictl_want" ]; }
+	if ! crictl_ok; then
+		log "building crictl ${CRICTL_VERSION} into $CRICTL_DIR (about a minute the first time)"
+		mkdir -p "$CACHE" "$CRICTL_DIR"
+		ctmp=$(mktemp -d "$CACHE/.build-crictl.XXXXXX")
+		trap 'rm -rf "${tmp:-}" "$ctmp"' EXIT
+		moddir=$(cd / && go mod download -json "sigs.k8s.io/cri-tools@${CRICTL_VERSION}" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+		[ -n "$moddir" ] && [ -d "$moddir" ] ||
+			die "go mod download sigs.k8s.io/cri-tools@${CRICTL_VERSION} failed (is the Go module proxy reachable? GOPROXY=$(go env GOPROXY))"
+		(cd "$moddir" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath \
+			-ldflags "-X sigs.k8s.io/cri-tools/pkg/version.Version=${CRICTL_VERSION#v}" -o "$ctmp/crictl" ./cmd/crictl) ||
+			die "go build ./cmd/crictl of cri-tools ${CRICTL_VERSION} failed"
+		mv -f "$ctmp/crictl" "$CRICTL_DIR/crictl"
+	fi
+	crictl_ok || die "$CRICTL_DIR/crictl is not \"$crictl_want\""
+	log "crictl ${CRICTL_VERSION}: $CRICTL_DIR/crictl"
+fi
 
 # --- kernel features the suite relies on ----------------------------------------------------------------------------
 grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || true

@@ -52,11 +52,15 @@ type Containerd struct {
 	TTRPCAddress string
 	ConfigPath   string
 	LogPath      string
-	FifoDir      string // for tests that want their stdio fifos inside Dir
-	Namespace    string // unique per daemon: keeps runc state (/run/containerd/runc/<ns>) and cgroups apart
-	Runtime      string // the runtime the tests drive
-	Image        string // the busybox image, once imported
-	PATH         string // containerd's PATH (our shim first)
+	FifoDir      string      // for tests that want their stdio fifos inside Dir
+	Namespace    string      // unique per daemon: keeps runc state (/run/containerd/runc/<ns>) and cgroups apart
+	Runtime      string      // the runtime the tests drive
+	Image        string      // the busybox image, once imported
+	PATH         string      // containerd's PATH (our shim first)
+	CNI          *CNINetwork // the pods' network, with Options.CRI
+
+	// Run by Stop: beforeStop while containerd still serves (last added first), afterStop once it is gone.
+	beforeStop, afterStop []func(t testing.TB)
 
 	cmd     *exec.Cmd
 	exited  chan struct{}
@@ -125,6 +129,11 @@ func Start(t testing.TB, f Flavour, o Options) *Containerd {
 	t.Cleanup(c.Stop)
 	for _, d := range []string{c.Root, c.State, c.FifoDir} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o.CRI {
+		if c.CNI, err = newCNINetwork(dir, strings.TrimPrefix(c.Namespace, "podv2-it-")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -248,15 +257,7 @@ func (c *Containerd) config() (string, error) {
 	fmt.Fprintf(&b, "[grpc]\n  address = %s\n\n[ttrpc]\n  address = %s\n\n", q(c.Address), q(c.TTRPCAddress))
 	b.WriteString("[debug]\n  address = \"\"\n  level = \"debug\"\n\n[metrics]\n  address = \"\"\n\n")
 	if c.Options.CRI {
-		// Keep CRI's own files inside the test directory and off the network.
-		if c.Flavour.Is16() {
-			fmt.Fprintf(&b, "[plugins.\"io.containerd.grpc.v1.cri\"]\n  stream_server_address = \"127.0.0.1\"\n  stream_server_port = \"0\"\n"+
-				"  [plugins.\"io.containerd.grpc.v1.cri\".cni]\n    bin_dir = %s\n    conf_dir = %s\n\n", q(filepath.Join(c.Dir, "cni-bin")), q(filepath.Join(c.Dir, "cni-conf")))
-		} else {
-			fmt.Fprintf(&b, "[plugins.\"io.containerd.grpc.v1.cri\"]\n  stream_server_address = \"127.0.0.1\"\n  stream_server_port = \"0\"\n\n"+
-				"[plugins.\"io.containerd.cri.v1.runtime\".cni]\n    bin_dirs = [%s]\n    conf_dir = %s\n\n",
-				q(filepath.Join(c.Dir, "cni-bin")), q(filepath.Join(c.Dir, "cni-conf")))
-		}
+		b.WriteString(c.criConfig())
 	}
 	// The runtime registration, as the README shows it (or the same snippet built in, while the README has none).
 	// ctr does not need it (--runtime io.containerd.pod.v2 works by name); it proves the snippet loads.
@@ -322,18 +323,24 @@ func (c *Containerd) ID(prefix string) string {
 func (c *Containerd) ImportImage(t testing.TB) {
 	t.Helper()
 	archive, img := ImageArchive(t)
+	c.importArchive(t, c.Namespace, archive, img.Name)
+	c.Image = img.Name
+}
+
+// importArchive imports an image archive into containerd namespace ns and checks that ctr lists it as name.
+func (c *Containerd) importArchive(t testing.TB, ns, archive, name string) {
+	t.Helper()
 	// Both ctr versions import an OCI layout archive without flags: the index entry carries the platform
 	// (linux/amd64) and the io.containerd.image.name annotation, and both unpack it into the default snapshotter
 	// (overlayfs). ctr 2.x goes through the transfer service unless --local is given.
-	r := c.CtrWith(CtrOpts{Timeout: 60 * time.Second}, "images", "import", archive)
+	r := c.CtrWith(CtrOpts{Timeout: 60 * time.Second, Namespace: ns}, "images", "import", archive)
 	if r.Code != 0 {
 		c.dumpLog(t, 100)
-		t.Fatalf("importing the image: %v", r)
+		t.Fatalf("importing the image %s: %v", name, r)
 	}
-	c.Image = img.Name
-	out := c.MustCtr(t, "images", "ls", "-q")
-	if !strings.Contains(out, img.Name) {
-		t.Fatalf("image %s not listed after import: %q", img.Name, out)
+	r = c.CtrWith(CtrOpts{Namespace: ns}, "images", "ls", "-q")
+	if r.Code != 0 || !strings.Contains(r.Stdout, name) {
+		t.Fatalf("image %s not listed after import: %v", name, r)
 	}
 }
 
@@ -376,6 +383,9 @@ func (c *Containerd) Stop() {
 		running = c.cmd != nil
 	}
 	if running {
+		for i := len(c.beforeStop) - 1; i >= 0; i-- {
+			c.beforeStop[i](t)
+		}
 		c.removeAll(t)
 		if !WaitUntil(5*time.Second, func() bool { return len(ProcessesWithArg(c.Address)) == 0 }) {
 			t.Logf("cleanup: processes still serving %s after every container was deleted: %v", c.Address, ProcessesWithArg(c.Address))
@@ -426,6 +436,9 @@ func (c *Containerd) Stop() {
 		}
 	}
 	os.RemoveAll(podState)
+	for _, f := range c.afterStop {
+		f(t)
+	}
 	removeCgroups(c.Namespace)
 	if t.Failed() {
 		c.dumpLog(t, 150)
@@ -535,8 +548,9 @@ type CtrOpts struct {
 	Env       []string
 }
 
-// Result of a ctr command.
+// Result of a ctr (or crictl) command.
 type Result struct {
+	Tool   string // "ctr" when empty
 	Args   []string
 	Stdout string
 	Stderr string // without ctr 2.x's cgroup v1 deprecation warning
@@ -546,7 +560,11 @@ type Result struct {
 }
 
 func (r *Result) String() string {
-	return fmt.Sprintf("ctr %s: exit %d (err %v, %v)\nstdout: %q\nstderr: %q", strings.Join(r.Args, " "), r.Code, r.Err,
+	tool := r.Tool
+	if tool == "" {
+		tool = "ctr"
+	}
+	return fmt.Sprintf("%s %s: exit %d (err %v, %v)\nstdout: %q\nstderr: %q", tool, strings.Join(r.Args, " "), r.Code, r.Err,
 		r.Took.Round(time.Millisecond), truncate(r.Stdout, 2000), truncate(r.Stderr, 2000))
 }
 

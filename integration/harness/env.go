@@ -2,7 +2,8 @@
 //
 // Every test gets its own containerd (root, state, sockets and config in a fresh temporary directory, never the
 // host's /etc/containerd or /run/containerd/containerd.sock), in two flavours: Debian's containerd 1.6 and containerd
-// 2.4 built by scripts/deps.sh. The shim is built once per test binary and put first in containerd's PATH, so that
+// 2.4 built by scripts/deps.sh. CRI tests (StartCRI) get a daemon with CRI serving, its own CNI bridge network and a
+// pause image, driven through crictl. The shim is built once per test binary and put first in containerd's PATH, so that
 // runtime io.containerd.pod.v2 resolves to it. The harness does not care which runtime a test drives: TEST_RUNTIME
 // (default io.containerd.pod.v2) picks it, so every test can be validated against the reference runtime
 // io.containerd.runc.v2 first.
@@ -14,6 +15,7 @@
 //	SHIM_BINARY       use this containerd-shim-pod-v2 instead of building one
 //	CONTAINERD24_DIR  where containerd 2.4's containerd, ctr and containerd-shim-runc-v2 are
 //	                  (default /var/cache/containerd-shim-pod-v2/containerd-v2.4.2/bin)
+//	CRICTL            the crictl of the CRI tests (default /var/cache/containerd-shim-pod-v2/cri-tools-v1.36.0/bin/crictl)
 //	TEST_LOG_DIR      where the logs of failed tests are kept (default /tmp/podv2-integration-logs)
 package harness
 

@@ -181,9 +181,17 @@ func (c *Containerd) RuncStateDir(id string) string {
 // ShimSocketAddress is the address the shim of group key (the container id for a container alone in its pod)
 // listens on: unix:///run/containerd/s/<hex sha256(<containerd address>/<namespace>/<key>)>.
 func (c *Containerd) ShimSocketAddress(key string) string {
-	sum := sha256.Sum256([]byte(filepath.Join(c.Address, c.Namespace, key)))
-	return fmt.Sprintf("unix://%s/%x", ShimSocketDir, sum)
+	return "unix://" + shimSocketPath(c.Address, c.Namespace, key)
 }
+
+// shimSocketPath is the socket file of the shim serving group key in namespace ns of the containerd at address.
+func shimSocketPath(address, ns, key string) string {
+	sum := sha256.Sum256([]byte(filepath.Join(address, ns, key)))
+	return fmt.Sprintf("%s/%x", ShimSocketDir, sum)
+}
+
+// PodStateDir is the state directory of pod (group key) in namespace ns.
+func PodStateDir(ns, pod string) string { return filepath.Join(PodStateRoot, ns, pod) }
 
 // ShimSockets lists the socket files in /run/containerd/s.
 func ShimSockets() []string {

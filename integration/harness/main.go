@@ -28,10 +28,15 @@ var shared struct {
 	faultyPath string
 	faultyErr  error
 
-	imageOnce sync.Once
-	imagePath string
-	image     *image.Result
-	imageErr  error
+	archives map[string]*archive // by file name
+}
+
+// archive is an image archive built once per test binary.
+type archive struct {
+	once   sync.Once
+	path   string
+	result *image.Result
+	err    error
 }
 
 // Main runs the tests of a package (call it from TestMain) and removes what the harness built.
@@ -178,19 +183,40 @@ func buildFaultyRunc() (string, error) {
 // ImageArchive returns the busybox OCI archive (built once per test binary) and what it holds.
 func ImageArchive(t testing.TB) (string, *image.Result) {
 	t.Helper()
-	shared.imageOnce.Do(func() {
+	return imageArchive(t, "podtest-oci.tar", image.Options{})
+}
+
+// PauseArchive returns the pause image's OCI archive (image.PauseName, built once per test binary).
+func PauseArchive(t testing.TB) (string, *image.Result) {
+	t.Helper()
+	return imageArchive(t, "pause-oci.tar", image.Options{Name: image.PauseName, Cmd: image.PauseCmd})
+}
+
+func imageArchive(t testing.TB, file string, o image.Options) (string, *image.Result) {
+	t.Helper()
+	shared.mu.Lock()
+	if shared.archives == nil {
+		shared.archives = map[string]*archive{}
+	}
+	a := shared.archives[file]
+	if a == nil {
+		a = &archive{}
+		shared.archives[file] = a
+	}
+	shared.mu.Unlock()
+	a.once.Do(func() {
 		base, err := sharedDir()
 		if err != nil {
-			shared.imageErr = err
+			a.err = err
 			return
 		}
-		shared.imagePath = filepath.Join(base, "podtest-oci.tar")
-		shared.image, shared.imageErr = image.WriteFile(shared.imagePath, image.Options{})
+		a.path = filepath.Join(base, file)
+		a.result, a.err = image.WriteFile(a.path, o)
 	})
-	if shared.imageErr != nil {
-		t.Fatalf("building the busybox image: %v", shared.imageErr)
+	if a.err != nil {
+		t.Fatalf("building the image %s: %v", file, a.err)
 	}
-	return shared.imagePath, shared.image
+	return a.path, a.result
 }
 
 // cleanStderr drops the cgroup v1 deprecation warning that ctr 2.x prints on every command on this kind of host.

@@ -28,6 +28,13 @@ import (
 // DefaultName is the reference the tests and the demo import the image as.
 const DefaultName = "docker.io/library/podtest:latest"
 
+// PauseName is the reference of the pause image, CRI's sandbox image (no registry is reachable from the test
+// machines): the same layers, with PauseCmd as its command.
+const PauseName = "docker.io/library/podtest-pause:latest"
+
+// PauseCmd is the pause image's command: a sleep that lasts as long as its pod (CRI stops a sandbox with SIGKILL).
+var PauseCmd = []string{"/bin/sleep", "2147483647"}
+
 // DefaultBusybox is where Debian's busybox-static installs its binary.
 const DefaultBusybox = "/bin/busybox"
 
@@ -50,6 +57,8 @@ type Options struct {
 	Name string
 	// OS and Architecture of the image (runtime.GOOS / runtime.GOARCH if empty).
 	OS, Architecture string
+	// Cmd is the image's command (["sh"] if empty).
+	Cmd []string
 }
 
 // Descriptor is an OCI content descriptor.
@@ -248,6 +257,9 @@ func Write(w io.Writer, o Options) (*Result, error) {
 	if o.Architecture == "" {
 		o.Architecture = runtime.GOARCH
 	}
+	if len(o.Cmd) == 0 {
+		o.Cmd = []string{"sh"}
+	}
 	applets, err := Applets(o.Busybox)
 	if err != nil {
 		return nil, err
@@ -279,7 +291,7 @@ func Write(w io.Writer, o Options) (*Result, error) {
 		"os":           o.OS,
 		"config": map[string]any{
 			"Env":        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-			"Cmd":        []string{"sh"},
+			"Cmd":        o.Cmd,
 			"WorkingDir": "/",
 		},
 		"rootfs":  map[string]any{"type": "layers", "diff_ids": r.DiffIDs},
