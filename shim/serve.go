@@ -22,7 +22,7 @@ func serve(ctx context.Context, h Handlers, cfg *Config) error {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("become subreaper: %w", err)
 	}
-	signal.Ignore(unix.SIGPIPE)
+	dropSIGPIPE()
 
 	f := os.NewFile(3, "shim-socket")
 	l, err := net.FileListener(f)
@@ -99,6 +99,21 @@ func serve(ctx context.Context, h Handlers, cfg *Config) error {
 	scancel()
 	pub.Close(10 * time.Second)
 	return nil
+}
+
+// dropSIGPIPE keeps a write to a pipe or socket whose reader went (the log
+// fifo included) from killing the shim: the write fails with EPIPE and the
+// signal is caught and dropped. Not signal.Ignore: an ignored signal stays
+// ignored across exec, so every child (binary:// loggers, the runtime) would
+// start with SIGPIPE ignored, and a shell script cannot even trap it back. A
+// caught signal is reset to its default by exec.
+func dropSIGPIPE() {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, unix.SIGPIPE)
+	go func() {
+		for range sigs {
+		}
+	}()
 }
 
 // setupLogging sends the shim's logs to the bundle's `log` fifo, which
