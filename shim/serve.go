@@ -127,7 +127,7 @@ func setupLogging(debug bool) {
 	if debug {
 		level = slog.LevelDebug
 	}
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("runtime", "io.containerd.pod.v2", "pid", os.Getpid()))
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("runtime", RuntimeName, "pid", os.Getpid()))
 }
 
 // LogTo sends the shim's log (its stderr) to the log fifo of bundle, which

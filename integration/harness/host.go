@@ -178,10 +178,21 @@ func (c *Containerd) RuncStateDir(id string) string {
 	return filepath.Join(RuncRoot, c.Namespace, id)
 }
 
-// ShimSocketAddress is the address the shim of group key (the container id for a container alone in its pod)
-// listens on: unix:///run/containerd/s/<hex sha256(<containerd address>/<namespace>/<key>)>.
+// ShimSocketAddress is the address the shim of the runtime under test for group key (the container id for a
+// container alone in its pod) listens on; see ShimSocketAddressOf.
 func (c *Containerd) ShimSocketAddress(key string) string {
-	sum := sha256.Sum256([]byte(filepath.Join(c.Address, c.Namespace, key)))
+	return c.ShimSocketAddressOf(c.Runtime, key)
+}
+
+// ShimSocketAddressOf is the address runtime's shim for group key listens on: the reference's is
+// unix:///run/containerd/s/<hex sha256(<containerd address>/<namespace>/<key>)>; ours hashes its runtime name and a
+// NUL before the same path, so that the two never share a socket.
+func (c *Containerd) ShimSocketAddressOf(runtime, key string) string {
+	in := filepath.Join(c.Address, c.Namespace, key)
+	if IsOurs(runtime) {
+		in = RuntimePod + "\x00" + in
+	}
+	sum := sha256.Sum256([]byte(in))
 	return fmt.Sprintf("unix://%s/%x", ShimSocketDir, sum)
 }
 
