@@ -3,7 +3,9 @@
 package pod
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -135,11 +137,38 @@ var cloneFlag = map[specs.LinuxNamespaceType]int{
 	specs.UserNamespace:    unix.CLONE_NEWUSER,
 }
 
-// openNamespace opens a namespace file and checks its type.
+// openNamespace opens the namespace file at path, which a spec names, and
+// checks that it is a namespace of type typ. Anything may be at that path,
+// and it is checked without blocking: a plain open of a fifo waits for a
+// writer, forever, under the pod's lock. So the path is opened O_PATH (which
+// opens nothing but the name), fstatfs must find nsfs, and only then is the
+// very file reopened through /proc/self/fd for the NS_GET_NSTYPE ioctl
+// (which an O_PATH descriptor cannot take). Whatever is not a namespace of
+// the right type is an invalid spec naming the path.
 func openNamespace(path string, typ int) (*os.File, error) {
-	f, err := os.Open(path)
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return nil, kindf(ErrInvalidSpec, "namespace path %s: %v", path, err)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("adopt namespace: %w", err)
+		return nil, fmt.Errorf("adopt namespace %s: %w", path, err)
+	}
+	handle := os.NewFile(uintptr(fd), path)
+	defer handle.Close()
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sfs); err != nil {
+		return nil, fmt.Errorf("adopt namespace %s: fstatfs: %w", path, err)
+	}
+	if sfs.Type != unix.NSFS_MAGIC {
+		what := "a file"
+		if fi, err := handle.Stat(); err == nil {
+			what = fileKind(fi.Mode())
+		}
+		return nil, kindf(ErrInvalidSpec, "%s is not a namespace: it is %s (file system type %#x, not nsfs)", path, what, sfs.Type)
+	}
+	f, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", fd), os.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("adopt namespace %s: reopen: %w", path, err)
 	}
 	got, err := unix.IoctlRetInt(int(f.Fd()), nsGetNstype)
 	if err != nil {
@@ -151,6 +180,23 @@ func openNamespace(path string, typ int) (*os.File, error) {
 		return nil, kindf(ErrInvalidSpec, "%s is a %s namespace, not a %s namespace", path, nsTypeName(got), nsTypeName(typ))
 	}
 	return f, nil
+}
+
+// fileKind names what a mode says a file is, for messages.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a fifo"
+	case m.IsDir():
+		return "a directory"
+	case m.IsRegular():
+		return "a regular file"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "a file"
 }
 
 func nsTypeName(typ int) string {

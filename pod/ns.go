@@ -173,6 +173,7 @@ func pinFromChild(ns *Namespaces, dir string, r Runner, req Request, afterPin fu
 		runtime.UnlockOSThread()
 		return fmt.Errorf("start the child holding the pod's new namespaces (%s): %w", cmd.Path, err)
 	}
+	pid := cmd.Process.Pid // Wait releases cmd.Process
 	pinErr := pinChild(ns, dir, cmd, req)
 	afterPin(pinErr)
 	killErr := cmd.Process.Kill()
@@ -182,13 +183,13 @@ func pinFromChild(ns *Namespaces, dir string, r Runner, req Request, afterPin fu
 	case pinErr != nil:
 		return pinErr
 	case killErr != nil:
-		return fmt.Errorf("kill namespace holder %d: %w", cmd.Process.Pid, killErr)
+		return fmt.Errorf("kill namespace holder %d: %w", pid, killErr)
 	case waitErr != nil:
-		return fmt.Errorf("wait for namespace holder %d: %w", cmd.Process.Pid, waitErr)
+		return fmt.Errorf("wait for namespace holder %d: %w", pid, waitErr)
 	case status != 128+int(syscall.SIGKILL):
 		// It should have been stopped at exec: a holder that ran is a bug
 		// worth knowing (ptrace refused, say).
-		return fmt.Errorf("namespace holder %d ended with status %d, not by the shim's SIGKILL", cmd.Process.Pid, status)
+		return fmt.Errorf("namespace holder %d ended with status %d, not by the shim's SIGKILL", pid, status)
 	}
 	return nil
 }

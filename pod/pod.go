@@ -19,6 +19,9 @@ type Pod struct {
 	id     string
 	dir    string
 	runner Runner
+	// lockDir takes the state dir's lock (the package's lockDir; a test
+	// makes it fail).
+	lockDir func(dir string) (unlock func(), err error)
 
 	// mu serializes Join and Leave: the namespaces are decided once, by the
 	// first container to join, and state.json lists exactly the containers
@@ -34,7 +37,7 @@ func New(id, dir string, r Runner) (*Pod, error) {
 	if err := checkDir(dir); err != nil {
 		return nil, fmt.Errorf("pod %s: %w", id, err)
 	}
-	return &Pod{id: id, dir: dir, runner: r}, nil
+	return &Pod{id: id, dir: dir, runner: r, lockDir: lockDir}, nil
 }
 
 // ID is the pod's name (its group key).
@@ -66,7 +69,7 @@ func (p *Pod) Join(containerID string, spec *specs.Spec) (retErr error) {
 		if err := PrepareStateDir(p.dir); err != nil {
 			return fmt.Errorf("pod %s: %w", p.id, err)
 		}
-		unlock, err := lockDir(p.dir)
+		unlock, err := p.lockDir(p.dir)
 		if err != nil {
 			CleanupStateDir(p.dir)
 			return fmt.Errorf("pod %s: %w", p.id, err)
@@ -84,7 +87,7 @@ func (p *Pod) Join(containerID string, spec *specs.Spec) (retErr error) {
 			}
 		}()
 	} else {
-		unlock, err := lockDir(p.dir)
+		unlock, err := p.lockDir(p.dir)
 		if err != nil {
 			return fmt.Errorf("pod %s: %w", p.id, err)
 		}
@@ -108,7 +111,10 @@ func (p *Pod) Join(containerID string, spec *specs.Spec) (retErr error) {
 
 // Leave removes a container from the pod. When it was the last, the pod's
 // pins and state dir go, and last is true; a container joining after that
-// starts the pod anew. Leaving twice is harmless.
+// starts the pod anew. Leaving twice is harmless. A Leave that fails leaves
+// the pod as it was (the container still in it, in memory and in
+// state.json, and the pins that could not go still held), so that calling
+// it again does the whole Leave.
 func (p *Pod) Leave(containerID string) (last bool, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -116,16 +122,26 @@ func (p *Pod) Leave(containerID string) (last bool, err error) {
 	if i < 0 {
 		return len(p.containers) == 0, nil
 	}
-	p.containers = slices.Delete(p.containers, i, i+1)
-	unlock, err := lockDir(p.dir)
+	unlock, err := p.lockDir(p.dir)
 	if err != nil {
 		return false, fmt.Errorf("pod %s: %w", p.id, err)
 	}
 	defer unlock()
-	if len(p.containers) > 0 {
-		return false, p.saveLocked()
+	rest := slices.Delete(slices.Clone(p.containers), i, i+1)
+	if len(rest) > 0 {
+		if err := p.save(rest); err != nil {
+			return false, err
+		}
+		p.containers = rest
+		return false, nil
 	}
-	return true, p.teardownLocked()
+	if err := errors.Join(p.ns.Release(), CleanupStateDir(p.dir)); err != nil {
+		// Release keeps what it could not unpin: a retry tries that again.
+		return false, fmt.Errorf("tear down pod %s: %w", p.id, err)
+	}
+	p.ns = nil
+	p.containers = nil
+	return true, nil
 }
 
 // Namespaces returns a copy of the pod's namespaces, without the pins (the
@@ -149,7 +165,12 @@ func (p *Pod) Containers() []string {
 }
 
 func (p *Pod) saveLocked() error {
-	return Save(p.dir, &State{ID: p.id, Namespaces: p.ns.clone(), Containers: p.containers})
+	return p.save(p.containers)
+}
+
+// save writes state.json with the pod's namespaces and containers.
+func (p *Pod) save(containers []string) error {
+	return Save(p.dir, &State{ID: p.id, Namespaces: p.ns.clone(), Containers: containers})
 }
 
 // teardownLocked releases the namespaces and removes the state dir.

@@ -144,7 +144,9 @@ func (r *Reaper) Start(cmd *exec.Cmd) error {
 }
 
 // Wait waits for a command started with Start and returns its exit status.
-// It also finishes the command's own I/O goroutines.
+// It also finishes the command's own I/O goroutines and releases the
+// command's process (cmd.Process.Pid is -1 afterwards: keep the pid before
+// if it is needed). Every Start is paired with a Wait.
 func (r *Reaper) Wait(cmd *exec.Cmd) (int, error) {
 	r.mu.Lock()
 	ch, ok := r.waiting[cmd]
@@ -157,6 +159,13 @@ func (r *Reaper) Wait(cmd *exec.Cmd) (int, error) {
 	// The process is already reaped: Wait fails with ECHILD, but it still
 	// waits for the goroutines copying the command's stdout and stderr.
 	_ = cmd.Wait()
+	// os/exec keeps a pidfd for the command, which only a successful
+	// Process.Wait closes: this one failed, so without Release the pidfd
+	// stays open until the garbage collector finalizes the Process, one per
+	// runtime call. Released, the Process signals nothing any more (Signal
+	// and Kill fail), so a reaped pid reused by another process is never
+	// hit; its Pid reads -1 from here on.
+	_ = cmd.Process.Release()
 	return e.Status, nil
 }
 

@@ -87,10 +87,13 @@ cleanup() {
 	for cg in /sys/fs/cgroup/*/"$NS" /sys/fs/cgroup/"$NS"; do
 		[ -d "$cg" ] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null
 	done
-	# Shim sockets are named after sha256(<containerd socket>/<namespace>/<group key>) (and .../debug).
+	# Shim sockets are named after sha256(<containerd socket>/<namespace>/<group key>) (and .../debug); ours after
+	# sha256(io.containerd.pod.v2 NUL <the same>), so that it never shares one with the reference's.
+	prefix=''
+	[ "$RUNTIME" = io.containerd.pod.v2 ] && prefix='io.containerd.pod.v2\000'
 	for key in "$POD" "$POD-a" "$POD-b" "$POD-c"; do
 		for k in "$key" "$key/debug"; do
-			s=/run/containerd/s/$(printf '%s' "$SOCK/$NS/$k" | sha256sum | cut -d' ' -f1)
+			s=/run/containerd/s/$(printf "$prefix%s" "$SOCK/$NS/$k" | sha256sum | cut -d' ' -f1)
 			[ -e "$s" ] || continue
 			echo "removing shim socket $s ($k) left by $RUNTIME"
 			rm -f "$s" "$s.lock"

@@ -22,7 +22,7 @@ func serve(ctx context.Context, h Handlers, cfg *Config) error {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("become subreaper: %w", err)
 	}
-	signal.Ignore(unix.SIGPIPE)
+	dropSIGPIPE()
 
 	f := os.NewFile(3, "shim-socket")
 	l, err := net.FileListener(f)
@@ -101,6 +101,21 @@ func serve(ctx context.Context, h Handlers, cfg *Config) error {
 	return nil
 }
 
+// dropSIGPIPE keeps a write to a pipe or socket whose reader went (the log
+// fifo included) from killing the shim: the write fails with EPIPE and the
+// signal is caught and dropped. Not signal.Ignore: an ignored signal stays
+// ignored across exec, so every child (binary:// loggers, the runtime) would
+// start with SIGPIPE ignored, and a shell script cannot even trap it back. A
+// caught signal is reset to its default by exec.
+func dropSIGPIPE() {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, unix.SIGPIPE)
+	go func() {
+		for range sigs {
+		}
+	}()
+}
+
 // setupLogging sends the shim's logs to the bundle's `log` fifo, which
 // containerd reads and copies into its own log.
 func setupLogging(debug bool) {
@@ -112,7 +127,7 @@ func setupLogging(debug bool) {
 	if debug {
 		level = slog.LevelDebug
 	}
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("runtime", "io.containerd.pod.v2", "pid", os.Getpid()))
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("runtime", RuntimeName, "pid", os.Getpid()))
 }
 
 // LogTo sends the shim's log (its stderr) to the log fifo of bundle, which

@@ -19,6 +19,9 @@ import (
 // Name is the shim's binary name.
 const Name = "containerd-shim-pod-v2"
 
+// RuntimeName is the runtime containerd knows the shim as.
+const RuntimeName = "io.containerd.pod.v2"
+
 // Version and Revision are set at build time with -ldflags -X.
 var (
 	Version  = "0.1.0-dev"

@@ -17,10 +17,17 @@ import (
 
 const unixScheme = "unix://"
 
-// SocketPath is the pod's socket: one per (containerd, namespace, pod), so
-// every container of a pod finds the same shim.
+// SocketPath is the pod's socket: one per (runtime, containerd, namespace,
+// pod), so every container of a pod finds the same shim, and only ours.
+// containerd-shim-runc-v2 names a group's socket after
+// sha256(join(address, namespace, group)) in the same directory, and accepts
+// the same group annotation: without our runtime's name in what is hashed, a
+// runc.v2 group and one of our pods with the same key would share a socket,
+// and `start` would hand containerd the other runtime's shim. The name and a
+// NUL come first: what the reference hashes starts with containerd's socket
+// path, which holds no NUL, so no group of its can make the same string.
 func SocketPath(dir, containerdAddress, namespace, groupKey string) string {
-	sum := sha256.Sum256([]byte(filepath.Join(containerdAddress, namespace, groupKey)))
+	sum := sha256.Sum256([]byte(RuntimeName + "\x00" + filepath.Join(containerdAddress, namespace, groupKey)))
 	return filepath.Join(dir, hex.EncodeToString(sum[:]))
 }
 

@@ -1,6 +1,8 @@
 package shim
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net"
 	"os"
 	"path/filepath"
@@ -25,6 +27,27 @@ func TestSocketPath(t *testing.T) {
 	// Unix socket paths must fit in sun_path (108 bytes).
 	if len(a) >= 108 {
 		t.Fatalf("socket path too long: %d", len(a))
+	}
+}
+
+// containerd-shim-runc-v2 names a group's socket after
+// sha256(join(address, namespace, group)). Were ours the same, a runc.v2
+// container grouped by io.containerd.runc.v2.group=g and a pod of ours with
+// the same group in the same namespace would share one socket, and `start`
+// would hand containerd the other runtime's shim. No key of ours may name a
+// socket the reference names for any key, its own runtime's name included.
+func TestSocketPathIsNotTheReferenceShims(t *testing.T) {
+	const addr, ns = "/run/containerd/containerd.sock", "default"
+	keys := []string{"g", "pod-a", "io.containerd.pod.v2", "io.containerd.pod.v2/g", "containerd-shim-pod-v2/g"}
+	reference := map[string]string{}
+	for _, k := range keys {
+		sum := sha256.Sum256([]byte(filepath.Join(addr, ns, k)))
+		reference[filepath.Join(DefaultSocketDir, hex.EncodeToString(sum[:]))] = k
+	}
+	for _, k := range keys {
+		if theirs, ok := reference[SocketPath(DefaultSocketDir, addr, ns, k)]; ok {
+			t.Errorf("our socket for group %q is containerd-shim-runc-v2's for group %q", k, theirs)
+		}
 	}
 }
 

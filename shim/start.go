@@ -68,8 +68,8 @@ func start(ctx context.Context, h Handlers, cfg *Config, stdin io.Reader, stdout
 			return err
 		}
 	}
-	if err := os.WriteFile(filepath.Join(cfg.Bundle, "address"), []byte(address), 0o600); err != nil {
-		return fmt.Errorf("write address file: %w", err)
+	if err := writeAddress(cfg.Bundle, address); err != nil {
+		return err
 	}
 	if in.params != nil {
 		out, err := bootstrapResult(address)
@@ -81,6 +81,34 @@ func start(ctx context.Context, h Handlers, cfg *Config, stdin io.Reader, stdout
 	}
 	_, err = io.WriteString(stdout, address)
 	return err
+}
+
+// writeAddress records the pod's address in the bundle's address file, which
+// containerd 1.6 and 1.7 read back after a restart and `delete` reads to find
+// the pod's shim. It is replaced in one step (a temporary file of its own in
+// the bundle, renamed over it): a reader sees the old address or the new one,
+// never an empty or half-written file that would make it forget a live pod.
+func writeAddress(bundle, address string) (retErr error) {
+	tmp, err := os.CreateTemp(bundle, ".address-*") // 0600, a name no other start uses
+	if err != nil {
+		return fmt.Errorf("write address file: %w", err)
+	}
+	defer func() {
+		if retErr != nil {
+			os.Remove(tmp.Name())
+		}
+	}()
+	_, err = tmp.WriteString(address)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write address file: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(bundle, "address")); err != nil {
+		return fmt.Errorf("write address file: %w", err)
+	}
+	return nil
 }
 
 // readAnnotations reads only the annotations of the bundle's config.json. A

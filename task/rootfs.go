@@ -3,6 +3,7 @@ package task
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -12,33 +13,31 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mountRootfs mounts the snapshotter's mounts at target, in order. What was
+// mountRootfs mounts the snapshotter's mounts at target, in order. A mount
+// with a Target goes where that path leads inside the rootfs as mounted so
+// far (see mountPoint): the image is hostile, and a symlink in it, or one an
+// earlier mount brought in, must not send a mount onto the host. What was
 // mounted is undone if one fails.
 func mountRootfs(mounts []*types.Mount, target string) (retErr error) {
 	if err := os.MkdirAll(target, 0o711); err != nil {
 		return fmt.Errorf("create rootfs dir: %w", err)
 	}
-	var done []string
+	var done []mountPoint
 	defer func() {
 		if retErr != nil {
 			for i := len(done) - 1; i >= 0; i-- {
-				unmountAll(done[i])
+				if err := done[i].unmount(); err != nil {
+					slog.Warn("undo rootfs mount", "error", err)
+				}
 			}
 		}
 	}()
 	for _, m := range mounts {
-		dest := target
-		if m.Target != "" {
-			rel := filepath.Clean("/" + m.Target)
-			dest = filepath.Join(target, rel)
-			if err := os.MkdirAll(dest, 0o755); err != nil {
-				return fmt.Errorf("create mount point %s: %w", dest, err)
-			}
-		}
-		if err := mountOne(m, dest); err != nil {
+		mp := mountPoint{rootfs: target, path: filepath.Clean("/" + m.Target)}
+		if err := mountOne(m, mp); err != nil {
 			return err
 		}
-		done = append(done, dest)
+		done = append(done, mp)
 	}
 	return nil
 }
@@ -104,7 +103,7 @@ func parseMountOptions(options []string) (flags, propagation uintptr, data []str
 	return flags, propagation, data
 }
 
-func mountOne(m *types.Mount, dest string) error {
+func mountOne(m *types.Mount, mp mountPoint) error {
 	flags, propagation, data := parseMountOptions(m.Options)
 	typ := m.Type
 	if flags&unix.MS_BIND != 0 || typ == "bind" {
@@ -112,27 +111,35 @@ func mountOne(m *types.Mount, dest string) error {
 		flags |= unix.MS_BIND
 	}
 	joined := strings.Join(data, ",")
-	var err error
-	if typ == "overlay" && len(joined) > unix.Getpagesize()-512 {
-		err = mountOverlayRelative(m.Source, dest, flags, data)
-	} else {
-		err = unix.Mount(m.Source, dest, typ, flags, joined)
-	}
+	err := mp.do(true, func(dest string) error {
+		if typ == "overlay" && len(joined) > unix.Getpagesize()-512 {
+			return mountOverlayRelative(m.Source, dest, flags, data)
+		}
+		return unix.Mount(m.Source, dest, typ, flags, joined)
+	})
 	if err != nil {
-		return fmt.Errorf("mount %s %s on %s (options %q): %w", m.Type, m.Source, dest, strings.Join(m.Options, ","), err)
+		return fmt.Errorf("mount %s %s on %s (options %q): %w", m.Type, m.Source, mp, strings.Join(m.Options, ","), err)
 	}
+	// The mount point is resolved again from here on: it now leads to the
+	// new mount, which the flags and propagation below are for.
 	// A bind mount ignores most flags until remounted with them.
 	const remountable = unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 	if flags&unix.MS_BIND != 0 && flags&remountable != 0 {
-		if err := unix.Mount("", dest, "", flags|unix.MS_REMOUNT, ""); err != nil {
-			unmountAll(dest)
-			return fmt.Errorf("remount %s with %q: %w", dest, strings.Join(m.Options, ","), err)
+		err := mp.do(false, func(dest string) error {
+			return unix.Mount("", dest, "", flags|unix.MS_REMOUNT, "")
+		})
+		if err != nil {
+			mp.unmount()
+			return fmt.Errorf("remount %s with %q: %w", mp, strings.Join(m.Options, ","), err)
 		}
 	}
 	if propagation != 0 {
-		if err := unix.Mount("", dest, "", propagation, ""); err != nil {
-			unmountAll(dest)
-			return fmt.Errorf("set propagation of %s: %w", dest, err)
+		err := mp.do(false, func(dest string) error {
+			return unix.Mount("", dest, "", propagation, "")
+		})
+		if err != nil {
+			mp.unmount()
+			return fmt.Errorf("set propagation of %s: %w", mp, err)
 		}
 	}
 	return nil

@@ -171,7 +171,7 @@ func (c *CRI) cleanAfterStop(t testing.TB) {
 				t.Logf("cleanup: runc delete %s: %v %s", id, err, out)
 			}
 		}
-		if dir := PodStateDir(CRINamespace, id); Exists(dir) {
+		if dir := PodStateDir(c.Address, CRINamespace, id); Exists(dir) {
 			t.Logf("cleanup: removing pod state %s", dir)
 			for _, m := range MountsUnder(dir) {
 				_ = unix.Unmount(m, unix.MNT_DETACH)

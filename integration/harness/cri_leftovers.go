@@ -45,10 +45,10 @@ func (c *CRI) PodLeftovers(pod *Pod, containers ...string) []string {
 	}
 	if IsOurs(c.Runtime) {
 		// CRI's sandbox id names the pod (io.kubernetes.cri.sandbox-id).
-		if d := PodStateDir(CRINamespace, pod.ID); Exists(d) {
+		if d := PodStateDir(c.Address, CRINamespace, pod.ID); Exists(d) {
 			left = append(left, "pod state "+d)
 		}
-		for _, m := range MountsUnder(PodStateDir(CRINamespace, pod.ID)) {
+		for _, m := range MountsUnder(PodStateDir(c.Address, CRINamespace, pod.ID)) {
 			left = append(left, "mount "+m)
 		}
 		if sock := shimSocketPath(c.Address, CRINamespace, pod.ID); Exists(sock) {

@@ -178,20 +178,34 @@ func (c *Containerd) RuncStateDir(id string) string {
 	return filepath.Join(RuncRoot, c.Namespace, id)
 }
 
-// ShimSocketAddress is the address the shim of group key (the container id for a container alone in its pod)
-// listens on: unix:///run/containerd/s/<hex sha256(<containerd address>/<namespace>/<key>)>.
+// ShimSocketAddress is the address the shim of the runtime under test for group key (the container id for a
+// container alone in its pod) listens on; see ShimSocketAddressOf.
 func (c *Containerd) ShimSocketAddress(key string) string {
-	return "unix://" + shimSocketPath(c.Address, c.Namespace, key)
+	return c.ShimSocketAddressOf(c.Runtime, key)
 }
 
-// shimSocketPath is the socket file of the shim serving group key in namespace ns of the containerd at address.
+// ShimSocketAddressOf is the address runtime's shim for group key listens on: the reference's is
+// unix:///run/containerd/s/<hex sha256(<containerd address>/<namespace>/<key>)>; ours hashes its runtime name and a
+// NUL before the same path, so that the two never share a socket.
+func (c *Containerd) ShimSocketAddressOf(runtime, key string) string {
+	if IsOurs(runtime) {
+		return "unix://" + shimSocketPath(c.Address, c.Namespace, key)
+	}
+	sum := sha256.Sum256([]byte(filepath.Join(c.Address, c.Namespace, key)))
+	return fmt.Sprintf("unix://%s/%x", ShimSocketDir, sum)
+}
+
+// shimSocketPath is the socket file of our shim serving group key in namespace ns of the containerd at address.
 func shimSocketPath(address, ns, key string) string {
-	sum := sha256.Sum256([]byte(filepath.Join(address, ns, key)))
+	sum := sha256.Sum256([]byte(RuntimePod + "\x00" + filepath.Join(address, ns, key)))
 	return fmt.Sprintf("%s/%x", ShimSocketDir, sum)
 }
 
-// PodStateDir is the state directory of pod (group key) in namespace ns.
-func PodStateDir(ns, pod string) string { return filepath.Join(PodStateRoot, ns, pod) }
+// PodStateDir is the state directory of our shim's pod (group key) in namespace ns of the containerd at address: it
+// is named after the pod's socket.
+func PodStateDir(address, ns, key string) string {
+	return filepath.Join(PodStateRoot, ns, filepath.Base(shimSocketPath(address, ns, key)))
+}
 
 // ShimSockets lists the socket files in /run/containerd/s.
 func ShimSockets() []string {
