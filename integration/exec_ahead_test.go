@@ -132,6 +132,13 @@ func TestExecReadiedAhead(t *testing.T) {
 		if err := p.Start(ctx); err != nil {
 			t.Fatalf("Start fds: %v", err)
 		}
+		// The runtime may return before its init in the container has exec'd the process (its own sync and log
+		// descriptors are open until then, close-on-exec): look once the process is the sleep.
+		comm := fmt.Sprintf("/proc/%d/comm", p.Pid())
+		harness.Eventually(t, 10*time.Second, "the exec runs sleep", func() bool {
+			b, err := os.ReadFile(comm)
+			return err == nil && strings.TrimSpace(string(b)) == "sleep"
+		})
 		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.Pid()))
 		if err != nil {
 			t.Fatalf("read the exec's fds: %v", err)
