@@ -6,6 +6,8 @@
 #   make unit         unit tests of the shim's module
 #   make integration  the integration suite (integration/, its own Go module) under containerd 1.6 and 2.4 (root)
 #   make vet          gofmt and go vet, both modules
+#   make test-cgroup2 the cgroup v2 scenarios in a VM (qemu, software emulation; scripts/cgroup2-vm): containerd
+#                     1.6 and 2.4, runc's cgroupfs and systemd drivers (root)
 #   make test         deps build vet unit integration: what CI runs (.ci/run)
 #   make demo         a pod of two containers under a private containerd (root; CONTAINERD=2.4 for 2.4)
 #   make bench        benchmarks (./bench, once it exists)
@@ -22,7 +24,7 @@ BIN := bin/containerd-shim-pod-v2
 
 # Everything here runs one step at a time, even under make -j: the integration suite starts daemons as root.
 .NOTPARALLEL:
-.PHONY: all build install deps unit integration test vet demo bench clean
+.PHONY: all build install deps unit integration test-cgroup2 test vet demo bench clean
 
 all: build
 
@@ -43,6 +45,11 @@ unit:
 integration: build
 	cd integration && SHIM_BINARY=$(CURDIR)/$(BIN) $(GO) test -p 1 -count=1 -v -timeout $(INTEGRATION_TIMEOUT) \
 		$(if $(INTEGRATION_RUN),-run '$(INTEGRATION_RUN)') ./...
+
+# A cgroup v2 kernel with systemd as init, booted under qemu: the VM image is built once and cached under
+# /var/cache (scripts/cgroup2-vm/image.sh). Knobs: CGROUP2_RUN, CGROUP2_COUNT, VM_TIMEOUT (see run.sh).
+test-cgroup2: deps build
+	SHIM_BINARY=$(CURDIR)/$(BIN) GO=$(GO) scripts/cgroup2-vm/run.sh
 
 test: deps build vet unit integration
 
