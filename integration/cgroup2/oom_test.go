@@ -31,8 +31,8 @@ func testOOM(t *testing.T, e *env, r *report) {
 		if i, j := slices.Index(topics, "/tasks/oom"), slices.Index(topics, "/tasks/exit"); i < 0 || i > j {
 			t.Errorf("events of %s: %v, want /tasks/oom before /tasks/exit", ct.s.id, topics)
 		}
-		r.checked("%s: dd of 64 MiB under memory.max 32 MiB, exit 137, memory.events oom_kill %s, events %s",
-			ct.s.id, kills, strings.Join(topics, " "))
+		r.checked("%s: dd of 64 MiB under memory.max 32 MiB, exit 137, memory.events oom_kill %s, events %s%s",
+			ct.s.id, kills, strings.Join(topics, " "), oomSource(e, ct))
 		ct.remove(ctx, t, r)
 	}
 }
@@ -52,6 +52,17 @@ func oomKills(t *testing.T, e *env, ct *ctask) string {
 		t.Errorf("memory.events oom_kill %d, want 1", n)
 	}
 	return fmt.Sprint(n)
+}
+
+// oomSource says where the shim found the kill, when it says so in its log: the parent's counter, because the
+// container's cgroup was gone before the shim read its own.
+func oomSource(e *env, ct *ctask) string {
+	for _, l := range e.c.LogLines("cgroup=" + ct.cgroup) {
+		if strings.Contains(l, "counted from the parent cgroup") {
+			return " (the shim counted it from the parent's memory.events: the scope was gone)"
+		}
+	}
+	return ""
 }
 
 // eventsUntilExit waits for the task's /tasks/exit and returns the topics of its events so far.
