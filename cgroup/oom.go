@@ -460,8 +460,12 @@ func (n *inotifyHub) add(w *v2Watch, dir, file string) error {
 	if w.parent != nil {
 		path := filepath.Join(w.parent.dir, file)
 		if wd, err = unix.InotifyAddWatch(n.fd, path, unix.IN_MODIFY); err != nil {
-			n.removeLocked(w)
-			return fmt.Errorf("inotify watch %s: %w", path, err)
+			// Unwatched, the parent's baseline could go stale and a
+			// sibling's kill pass for this cgroup's: count none from it.
+			w.mu.Lock()
+			w.parent = nil
+			w.mu.Unlock()
+			return nil
 		}
 		w.parentWd = int32(wd)
 		n.watches[w.parentWd] = append(n.watches[w.parentWd], w)
