@@ -5,10 +5,10 @@
 #   make deps         Debian packages, containerd 2.4 and crictl (scripts/deps.sh; root)
 #   make unit         unit tests of the shim's module
 #   make integration  the integration suite (integration/, its own Go module) under containerd 1.6 and 2.4 (root)
-#   make vet          gofmt and go vet, both modules
+#   make vet          gofmt and go vet, both modules (with the VM's scenarios, tag cgroup2vm)
 #   make test-cgroup2 the cgroup v2 scenarios in a VM (qemu, software emulation; scripts/cgroup2-vm): containerd
 #                     1.6 and 2.4, runc's cgroupfs and systemd drivers (root)
-#   make test         deps build vet unit integration: what CI runs (.ci/run)
+#   make test         deps build vet unit integration test-cgroup2: what CI runs (.ci/run)
 #   make demo         a pod of two containers under a private containerd (root; CONTAINERD=2.4 for 2.4)
 #   make bench        benchmarks (./bench, once it exists)
 #
@@ -51,14 +51,14 @@ integration: build
 test-cgroup2: deps build
 	SHIM_BINARY=$(CURDIR)/$(BIN) GO=$(GO) scripts/cgroup2-vm/run.sh
 
-test: deps build vet unit integration
+test: deps build vet unit integration test-cgroup2
 
 vet:
 	@files=$$(find . -name '*.go' -not -path './.git/*' -not -path './bin/*'); \
 	out=$$(gofmt -l $$files); \
 	if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	cd integration && $(GO) vet ./...
+	cd integration && $(GO) vet -tags cgroup2vm ./...
 
 # Only what the demo runs is installed: containerd 2.4 is built only for CONTAINERD=2.4.
 demo:

@@ -32,7 +32,7 @@ func TestCgroup2(t *testing.T) {
 		t.Fatal(err)
 	}
 	if fsType != "cgroup2fs" {
-		t.Fatalf("%s is %s: these scenarios need a cgroup v2 only kernel (run them with make test-cgroup2)", cgroupRoot, fsType)
+		t.Fatalf("%s is %s: these scenarios need a cgroup v2 only kernel (make test-cgroup2)", cgroupRoot, fsType)
 	}
 	for _, f := range harness.Flavours(t) {
 		version := containerdVersion(t, f)

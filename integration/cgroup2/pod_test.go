@@ -56,10 +56,12 @@ func testPodParent(t *testing.T, e *env, r *report) {
 	}
 	m := a.metrics(ctx, t)
 	if m.GetPids().GetCurrent() != 1 || m.GetMemoryEvents().GetOomKill() != 0 {
-		t.Errorf("metrics of %s: pids %d, oom_kill %d; want 1, 0", a.s.id, m.GetPids().GetCurrent(), m.GetMemoryEvents().GetOomKill())
+		t.Errorf("metrics of %s: pids %d, oom_kill %d; want 1, 0",
+			a.s.id, m.GetPids().GetCurrent(), m.GetMemoryEvents().GetOomKill())
 	}
 	r.checked("OOM in %s: events %s%s; %s untouched (running, pids.current %d, oom_kill %d)",
-		b.s.id, strings.Join(topics, " "), oomSource(e, b), a.s.id, m.GetPids().GetCurrent(), m.GetMemoryEvents().GetOomKill())
+		b.s.id, strings.Join(topics, " "), oomSource(e, b),
+		a.s.id, m.GetPids().GetCurrent(), m.GetMemoryEvents().GetOomKill())
 	b.remove(ctx, t, r)
 	a.remove(ctx, t, r)
 	removeParent(t, e, r, parent, parentDir)

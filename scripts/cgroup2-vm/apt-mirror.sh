@@ -25,7 +25,11 @@ one_line() { # file...
 
 deb822() { # file...
 	awk -v suite="$SUITE" '
-		function has(list, word,   n, a, k) { n = split(list, a, /[[:space:]]+/); for (k = 1; k <= n; k++) if (a[k] == word) return 1; return 0 }
+		function has(list, word,   n, a, k) {
+			n = split(list, a, /[[:space:]]+/)
+			for (k = 1; k <= n; k++) if (a[k] == word) return 1
+			return 0
+		}
 		function flush(   u) {
 			if (has(types, "deb") && has(suites, suite) && has(comps, "main") && tolower(enabled) != "no" && uris != "") {
 				split(uris, u, /[[:space:]]+/); print u[1]; done = 1

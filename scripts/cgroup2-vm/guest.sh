@@ -20,7 +20,8 @@ say() { echo "guest: $*"; }
 
 say "up $(cut -d' ' -f1 /proc/uptime) s; kernel $(uname -r); cmdline: $(cat /proc/cmdline)"
 fs=$(stat -f -c %T /sys/fs/cgroup)
-say "/sys/fs/cgroup: $fs ($(awk '$2 == "/sys/fs/cgroup" { print $3, $4 }' /proc/mounts)); controllers: $(cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null)"
+mount=$(awk '$2 == "/sys/fs/cgroup" { print $3, $4 }' /proc/mounts)
+say "/sys/fs/cgroup: $fs ($mount); controllers: $(cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null)"
 if [ "$fs" != cgroup2fs ]; then
 	say "FAIL: /sys/fs/cgroup is $fs, not cgroup2: the kernel did not come up with cgroup v2 only"
 	exit 1

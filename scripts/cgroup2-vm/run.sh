@@ -14,9 +14,10 @@
 #   5. verdict.sh judges what the guest wrote to the share.
 #
 # Environment: SHIM_BINARY (default bin/containerd-shim-pod-v2), CONTAINERD24_DIR, GO, VM_TIMEOUT (seconds, default
-# 1500), VM_MEMORY (MiB, default 2048), VM_CPUS (default: this host's), CGROUP2_RUN (go test -run regexp inside the
-# VM, e.g. 'TestCgroup2/containerd-2.4/systemd/oom'), CGROUP2_COUNT (go test -count, to repeat), TEST_CONTAINERD (1.6 or 2.4), TEST_RUNTIME (as for the
-# integration suite), TEST_LOG_DIR (where a failed run's logs are kept, default /tmp/podv2-integration-logs).
+# 900, about four times a full run on a busy machine), VM_MEMORY (MiB, default 2048), VM_CPUS (default: this
+# host's), CGROUP2_RUN (go test -run pattern inside the VM, e.g. 'TestCgroup2/containerd-2.4/systemd/oom'),
+# CGROUP2_COUNT (go test -count, to repeat), TEST_CONTAINERD (1.6 or 2.4), TEST_RUNTIME (as for the integration
+# suite), TEST_LOG_DIR (where a failed run's logs are kept, default /tmp/podv2-integration-logs), VM_MIRROR.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -24,7 +25,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 GO=${GO:-go}
 SHIM_BINARY=${SHIM_BINARY:-$ROOT/bin/containerd-shim-pod-v2}
 CONTAINERD24_DIR=${CONTAINERD24_DIR:-/var/cache/containerd-shim-pod-v2/containerd-v2.4.2/bin}
-VM_TIMEOUT=${VM_TIMEOUT:-1500}
+VM_TIMEOUT=${VM_TIMEOUT:-900}
 VM_MEMORY=${VM_MEMORY:-2048}
 VM_CPUS=${VM_CPUS:-$(nproc)}
 # The guest's go test timeout leaves the boot and the power-off inside VM_TIMEOUT.
@@ -72,7 +73,7 @@ unit_pkg=$(cd "$ROOT" && grep -l '^func TestOOMV2Real(' -- */*_test.go 2>/dev/nu
 [ -n "$unit_pkg" ] || die "no package of the shim has TestOOMV2Real: where did the cgroup v2 unit tests go?"
 (cd "$ROOT" && CGO_ENABLED=0 "$GO" test -c -o "$share/bin/cgroup-unit.test" "./$unit_pkg") ||
 	die "building the unit tests of ./$unit_pkg failed"
-cp "$CONTAINERD24_DIR/containerd" "$CONTAINERD24_DIR/ctr" "$CONTAINERD24_DIR/containerd-shim-runc-v2" "$share/bin/containerd24/"
+for b in containerd ctr containerd-shim-runc-v2; do cp "$CONTAINERD24_DIR/$b" "$share/bin/containerd24/"; done
 cp "$HERE/guest.sh" "$share/guest.sh"
 {
 	printf 'CGROUP2_RUN=%q\n' "${CGROUP2_RUN:-}"
@@ -128,7 +129,9 @@ if [ "$timed_out" = 1 ]; then
 	die "the VM did not power off within ${VM_TIMEOUT} s: killed it (hung guest; see the console above)"
 fi
 log "the VM powered off after $vm_time (qemu exit status $qemu_rc); total $(elapsed "$start")"
-if ! "$HERE/verdict.sh" "$share/out" "$([ -z "${CGROUP2_RUN:-}${TEST_CONTAINERD:-}" ] && [ "${CGROUP2_COUNT:-1}" = 1 ] && echo 1 || echo 0)"; then
+full=0 # every flavour and driver, once
+[ -z "${CGROUP2_RUN:-}${TEST_CONTAINERD:-}" ] && [ "${CGROUP2_COUNT:-1}" = 1 ] && full=1
+if ! "$HERE/verdict.sh" "$share/out" "$full"; then
 	keep_logs
 	exit 1
 fi

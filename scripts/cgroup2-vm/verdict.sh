@@ -1,6 +1,7 @@
 #!/bin/bash
 # verdict.sh OUT [FULL]: judges a VM run by what the guest left in OUT: rc and test.log (the scenarios' exit status
-# and -test.v output), unit-rc and unit.log (the same of the shim's cgroup v2 unit tests). Prints the scenario lines, then PASS or FAIL with the reason; exits 0 only on PASS.
+# and -test.v output), unit-rc and unit.log (the same of the shim's cgroup v2 unit tests). Prints the scenario
+# lines, then PASS or FAIL with the reason; exits 0 only on PASS.
 # FULL=1 (the default) also demands every containerd flavour and cgroup driver: a run narrowed with CGROUP2_RUN or
 # TEST_CONTAINERD passes FULL=0. Nothing missing passes: no rc, no log, a skipped test, a scenario without its
 # report line are all failures.
@@ -16,7 +17,7 @@ fail() {
 	exit 1
 }
 
-[ -f "$out/rc" ] || fail "the guest wrote no exit status: it never ran its tests or did not finish (see the console above)"
+[ -f "$out/rc" ] || fail "the guest wrote no exit status: it never ran its tests or did not finish (see its console)"
 [ -f "$log" ] || fail "the guest wrote no test.log"
 echo "== scenarios run in the VM (kernel's cgroup fs, containerd, driver, what was checked):"
 grep '^CGROUP2 ' "$log" || true
@@ -41,7 +42,8 @@ fi
 if grep -E '^[[:space:]]*--- (FAIL|SKIP):' "$out/unit.log"; then
 	fail "cgroup v2 unit tests failed or skipped (above)"
 fi
-[ "$(cat "$out/unit-rc")" = 0 ] && grep -q '^PASS$' "$out/unit.log" || fail "cgroup v2 unit tests exited $(cat "$out/unit-rc")"
+unit_rc=$(cat "$out/unit-rc")
+[ "$unit_rc" = 0 ] && grep -q '^PASS$' "$out/unit.log" || fail "cgroup v2 unit tests exited $unit_rc"
 grep -qE '^--- PASS: TestOOMV2Real ' "$out/unit.log" || fail "TestOOMV2Real did not run and pass"
 units=$(grep -cE '^--- PASS: ' "$out/unit.log" || true)
 echo "test-cgroup2: PASS: $passed scenario runs and $units cgroup v2 unit tests in the VM"
