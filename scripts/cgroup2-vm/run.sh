@@ -28,8 +28,8 @@ CONTAINERD24_DIR=${CONTAINERD24_DIR:-/var/cache/containerd-shim-pod-v2/container
 VM_TIMEOUT=${VM_TIMEOUT:-900}
 VM_MEMORY=${VM_MEMORY:-2048}
 VM_CPUS=${VM_CPUS:-$(nproc)}
-# The guest's go test timeout leaves the boot and the power-off inside VM_TIMEOUT.
-GUEST_TIMEOUT=$((VM_TIMEOUT - 180))s
+# The guest's go test timeout leaves the boot and the power-off inside VM_TIMEOUT (half of it, if that is short).
+GUEST_TIMEOUT=$((VM_TIMEOUT > 360 ? VM_TIMEOUT - 180 : VM_TIMEOUT / 2))s
 
 log() { echo "test-cgroup2: $*"; }
 die() {
