@@ -5,8 +5,10 @@
 #   make deps         Debian packages, containerd 2.4 and crictl (scripts/deps.sh; root)
 #   make unit         unit tests of the shim's module
 #   make integration  the integration suite (integration/, its own Go module) under containerd 1.6 and 2.4 (root)
-#   make vet          gofmt and go vet, both modules
-#   make test         deps build vet unit integration: what CI runs (.ci/run)
+#   make vet          gofmt and go vet, both modules (with the VM's scenarios, tag cgroup2vm)
+#   make test-cgroup2 the cgroup v2 scenarios in a VM (qemu, software emulation; scripts/cgroup2-vm): containerd
+#                     1.6 and 2.4, runc's cgroupfs and systemd drivers (root)
+#   make test         deps build vet unit integration test-cgroup2: what CI runs (.ci/run)
 #   make demo         a pod of two containers under a private containerd (root; CONTAINERD=2.4 for 2.4)
 #   make bench        benchmarks (./bench, once it exists)
 #
@@ -22,7 +24,7 @@ BIN := bin/containerd-shim-pod-v2
 
 # Everything here runs one step at a time, even under make -j: the integration suite starts daemons as root.
 .NOTPARALLEL:
-.PHONY: all build install deps unit integration test vet demo bench clean
+.PHONY: all build install deps unit integration test-cgroup2 test vet demo bench clean
 
 all: build
 
@@ -44,14 +46,19 @@ integration: build
 	cd integration && SHIM_BINARY=$(CURDIR)/$(BIN) $(GO) test -p 1 -count=1 -v -timeout $(INTEGRATION_TIMEOUT) \
 		$(if $(INTEGRATION_RUN),-run '$(INTEGRATION_RUN)') ./...
 
-test: deps build vet unit integration
+# A cgroup v2 kernel with systemd as init, booted under qemu: the VM image is built once and cached under
+# /var/cache (scripts/cgroup2-vm/image.sh). Knobs: CGROUP2_RUN, CGROUP2_COUNT, VM_TIMEOUT (see run.sh).
+test-cgroup2: deps build
+	SHIM_BINARY=$(CURDIR)/$(BIN) GO=$(GO) scripts/cgroup2-vm/run.sh
+
+test: deps build vet unit integration test-cgroup2
 
 vet:
 	@files=$$(find . -name '*.go' -not -path './.git/*' -not -path './bin/*'); \
 	out=$$(gofmt -l $$files); \
 	if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	cd integration && $(GO) vet ./...
+	cd integration && $(GO) vet -tags cgroup2vm ./...
 
 # Only what the demo runs is installed: containerd 2.4 is built only for CONTAINERD=2.4.
 demo:

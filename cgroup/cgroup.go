@@ -34,8 +34,9 @@ type Cgroup struct {
 	unified string            // v2: the cgroup's directory
 	dirs    map[string]string // v1: controller -> the cgroup's directory in its hierarchy
 
-	mu  sync.Mutex // guards oom
-	oom oomWatch   // the running WatchOOM, nil when none
+	mu     sync.Mutex   // guards oom and unread
+	oom    oomWatch     // the running WatchOOM, nil when none
+	unread *unreadKills // what a watch stopped by the cgroup's removal could not read
 }
 
 // cgroupRoot is where the cgroup hierarchies are mounted. The machine is v2

@@ -261,7 +261,7 @@ func TestOOMV1Real(t *testing.T) {
 	if status != 137 {
 		t.Errorf("exit status %d, want 137", status)
 	}
-	c.FlushOOM() // nothing new: no second call
+	c.FlushOOM(false) // nothing new: no second call
 	select {
 	case <-ooms:
 		t.Error("one kill reported twice")

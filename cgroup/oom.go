@@ -73,22 +73,36 @@ func (c *Cgroup) WatchOOM(ctx context.Context, onOOM func()) error {
 // counts a kill before it sends SIGKILL, so calling FlushOOM after reaping
 // the container's init and before publishing its exit puts an OOM before the
 // exit it caused, and catches kills that came without an OOM event (a
-// system-wide OOM, on v1). It does nothing without a running watch, after
-// the cgroup is gone, or on a v1 kernel without the oom_kill counter.
-func (c *Cgroup) FlushOOM() {
+// system-wide OOM, on v1). It does nothing without a running watch, or on a
+// v1 kernel without the oom_kill counter.
+//
+// killed says the init died of SIGKILL. On cgroup v2 a cgroup removed before
+// the watch could read its last kill (systemd removes an emptied scope at
+// once) then has that kill taken from its parent's counter: see
+// oom_parent.go.
+func (c *Cgroup) FlushOOM(killed bool) {
 	c.mu.Lock()
 	w := c.oom
 	c.mu.Unlock()
 	if w != nil {
 		w.flush()
 	}
+	c.mu.Lock()
+	u := c.unread
+	c.unread = nil
+	c.mu.Unlock()
+	if u != nil && killed {
+		u.report()
+	}
 }
 
-// forget drops w as the cgroup's watch once it has stopped.
+// forget drops w as the cgroup's watch once it has stopped, keeping the
+// kills it could not read.
 func (c *Cgroup) forget(w oomWatch) {
 	c.mu.Lock()
 	if c.oom == w {
 		c.oom = nil
+		c.unread = w.unread()
 	}
 	c.mu.Unlock()
 }
@@ -97,6 +111,7 @@ func (c *Cgroup) forget(w oomWatch) {
 type oomWatch interface {
 	flush()
 	stopped() <-chan struct{} // closed when the watch has stopped
+	unread() *unreadKills     // once stopped: kills the cgroup's removal kept from it, or nil
 }
 
 // killCounter turns a kill counter that only grows into onOOM calls.
@@ -208,6 +223,8 @@ func (w *v1Watch) start() {
 
 func (w *v1Watch) stopped() <-chan struct{} { return w.done }
 
+func (w *v1Watch) unread() *unreadKills { return nil }
+
 func (w *v1Watch) run() {
 	defer w.stop()
 	var buf [8]byte
@@ -296,7 +313,7 @@ func watchCounter(ctx context.Context, dir, file, key string, onInc func(), forg
 	if err != nil {
 		return nil, err
 	}
-	w := &v2Watch{n: n, name: filepath.Base(dir), dirWd: -1, fileWd: -1, forget: forget, done: make(chan struct{})}
+	w := &v2Watch{n: n, name: filepath.Base(dir), dirWd: -1, fileWd: -1, parentWd: -1, forget: forget, done: make(chan struct{})}
 	w.onOOM = onInc
 	w.read = func() (uint64, error) {
 		s, err := readCgroupFile(dir, file)
@@ -305,6 +322,9 @@ func watchCounter(ctx context.Context, dir, file, key string, onInc func(), forg
 		}
 		v, _ := statValue(s, key)
 		return v, nil
+	}
+	if w.parent = newParentCounter(dir, file, key); w.parent != nil {
+		w.read = w.parent.wrap(w.read)
 	}
 	// Baseline first; the check after the watches are in place reports a
 	// kill that came in between.
@@ -329,8 +349,11 @@ func watchCounter(ctx context.Context, dir, file, key string, onInc func(), forg
 type v2Watch struct {
 	killCounter
 	n             *inotifyHub
-	name          string // the cgroup directory's name in its parent
-	dirWd, fileWd int32  // the parent directory's watch, the counter file's
+	name          string         // the cgroup directory's name in its parent
+	dirWd, fileWd int32          // the parent directory's watch, the counter file's
+	parent        *parentCounter // the parent's counter, nil if it has none
+	parentWd      int32          // the watch of the parent's counter file
+	cgroupGone    bool           // stopped because the cgroup went; guarded by mu
 	stopAfter     func() bool
 	forget        func(oomWatch)
 	once          sync.Once
@@ -338,6 +361,40 @@ type v2Watch struct {
 }
 
 func (w *v2Watch) stopped() <-chan struct{} { return w.done }
+
+// flush reads the counter; a cgroup found gone ends the watch. A stop under
+// way (the hub saw the cgroup go) is over when flush returns, so that
+// FlushOOM finds the kills it left unread.
+func (w *v2Watch) flush() {
+	if _, err := w.check(); cgroupFileMissing(err) {
+		w.gone()
+	}
+	w.mu.Lock()
+	closed := w.closed
+	w.mu.Unlock()
+	if closed {
+		<-w.done
+	}
+}
+
+// gone stops the watch of a cgroup that was removed.
+func (w *v2Watch) gone() {
+	w.mu.Lock()
+	if !w.closed {
+		w.cgroupGone = true
+	}
+	w.mu.Unlock()
+	w.stop()
+}
+
+func (w *v2Watch) unread() *unreadKills {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.cgroupGone || w.parent == nil {
+		return nil
+	}
+	return &unreadKills{dir: filepath.Join(w.parent.dir, w.name), parent: w.parent, base: w.parent.base, own: w.parent.own, seen: w.seen, onOOM: w.onOOM}
+}
 
 func (w *v2Watch) stop() {
 	w.once.Do(func() {
@@ -400,6 +457,19 @@ func (n *inotifyHub) add(w *v2Watch, dir, file string) error {
 	}
 	w.fileWd = int32(wd)
 	n.watches[w.fileWd] = append(n.watches[w.fileWd], w)
+	if w.parent != nil {
+		path := filepath.Join(w.parent.dir, file)
+		if wd, err = unix.InotifyAddWatch(n.fd, path, unix.IN_MODIFY); err != nil {
+			// Unwatched, the parent's baseline could go stale and a
+			// sibling's kill pass for this cgroup's: count none from it.
+			w.mu.Lock()
+			w.parent = nil
+			w.mu.Unlock()
+			return nil
+		}
+		w.parentWd = int32(wd)
+		n.watches[w.parentWd] = append(n.watches[w.parentWd], w)
+	}
 	return nil
 }
 
@@ -410,7 +480,7 @@ func (n *inotifyHub) remove(w *v2Watch) {
 }
 
 func (n *inotifyHub) removeLocked(w *v2Watch) {
-	for _, wd := range []int32{w.dirWd, w.fileWd} {
+	for _, wd := range []int32{w.dirWd, w.fileWd, w.parentWd} {
 		ws, ok := n.watches[wd]
 		if !ok {
 			continue
@@ -450,7 +520,7 @@ func (n *inotifyHub) run() {
 			}
 		}
 		for _, w := range gone {
-			w.stop()
+			w.gone()
 		}
 	}
 }
@@ -485,7 +555,7 @@ func (n *inotifyHub) dispatch(buf []byte) (check, gone []*v2Watch) {
 			}
 		case mask&unix.IN_MODIFY != 0:
 			for _, w := range n.watches[wd] {
-				if w.fileWd == wd {
+				if w.fileWd == wd || w.parentWd == wd {
 					check = append(check, w)
 				}
 			}

@@ -230,7 +230,7 @@ func TestOOMV2WatchOOMFake(t *testing.T) {
 	// Whether the watch's goroutine or FlushOOM reports it, the kill is
 	// reported once, and by the time FlushOOM returns.
 	rewriteFile(t, filepath.Join(dir, "memory.events"), memoryEvents(1, 1))
-	c.FlushOOM()
+	c.FlushOOM(false)
 	if got := n.Load(); got != 1 {
 		t.Errorf("after FlushOOM: %d calls, want 1", got)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/podv2/containerd-shim-pod-v2/process"
@@ -201,7 +202,7 @@ func (s *Service) exited(ref *procRef, e process.Exit) {
 func (s *Service) initExited(c *container, e process.Exit) {
 	if c.cgroup != nil {
 		// An OOM kill is published before the exit it caused.
-		c.cgroup.FlushOOM()
+		c.cgroup.FlushOOM(e.Status == 128+int(unix.SIGKILL))
 	}
 	if c.init.SetExited(e.Status, e.Timestamp) {
 		s.publishExit(c.id, c.id, e)
