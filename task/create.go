@@ -95,7 +95,12 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	c.killAllOnExit = !ownPidNamespace(spec)
 	if len(r.Rootfs) > 0 {
 		target := filepath.Join(bundle, "rootfs")
-		if err := mountRootfs(r.Rootfs, target); err != nil {
+		stage, err := p.MountsDir(r.ID)
+		if err != nil {
+			return nil, err
+		}
+		idm := &rootfsIDMap{stage: stage, userns: p.UserNamespaceFor}
+		if err := mountRootfs(r.Rootfs, target, idm); err != nil {
 			return nil, fmt.Errorf("mount rootfs of %s: %w", r.ID, err)
 		}
 		c.rootfs = target
