@@ -2,7 +2,7 @@
 #
 #   make build        bin/containerd-shim-pod-v2
 #   make install      to $(PREFIX)/bin (default /usr/local/bin)
-#   make deps         Debian packages, containerd 2.4 and crictl (scripts/deps.sh; root)
+#   make deps         Debian packages, containerd 2.4, crictl and runc 1.4 (scripts/deps.sh; root)
 #   make unit         unit tests of the shim's module
 #   make integration  the integration suite (integration/, its own Go module) under containerd 1.6 and 2.4 (root)
 #   make vet          gofmt and go vet, both modules (with the VM's scenarios, tag cgroup2vm)

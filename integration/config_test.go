@@ -15,8 +15,9 @@ import (
 )
 
 // The README's config.toml snippets register the runtime with CRI: containerd 1.6 (`version = 2`) and 2.4
-// (`version = 3`) load them, and CRI reports a runtime handler "pod" of type io.containerd.pod.v2 with the options
-// the README sets. (The other tests load the same snippet with CRI disabled, where it only has to parse.)
+// (`version = 3`) load them, and CRI reports a runtime handler "pod" with the runtime type, the runtime path (the
+// shim under test in place of the README's install path), the pod annotations and the options the README sets.
+// (The other tests load the same snippet with CRI disabled, where it only has to parse; the CRI tests run on it.)
 func TestREADMEConfig(t *testing.T) {
 	harness.ForEachWith(t, harness.Options{CRI: true, NoImage: true}, func(t *testing.T, c *harness.Containerd) {
 		snippet, fromREADME, err := harness.READMERuntimeSnippet(c.Flavour.ConfigVersion)
@@ -24,7 +25,7 @@ func TestREADMEConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !fromREADME {
-			t.Errorf("README.md has no ```toml block starting with `version = %d` that registers io.containerd.pod.v2", c.Flavour.ConfigVersion)
+			t.Errorf("README.md has no ```toml block starting with `version = %d` that registers the shim", c.Flavour.ConfigVersion)
 		}
 		t.Logf("snippet (from README: %v):\n%s", fromREADME, snippet)
 
@@ -57,8 +58,10 @@ func TestREADMEConfig(t *testing.T) {
 		var cfg struct {
 			Containerd struct {
 				Runtimes map[string]struct {
-					Type    string         `json:"runtimeType"`
-					Options map[string]any `json:"options"`
+					Type           string         `json:"runtimeType"`
+					Path           string         `json:"runtimePath"`
+					PodAnnotations []string       `json:"PodAnnotations"`
+					Options        map[string]any `json:"options"`
 				} `json:"runtimes"`
 			} `json:"containerd"`
 		}
@@ -69,24 +72,51 @@ func TestREADMEConfig(t *testing.T) {
 		if !ok {
 			t.Fatalf("CRI has no runtime handler \"pod\": %v", keysOf(cfg.Containerd.Runtimes))
 		}
-		if pod.Type != harness.RuntimePod {
-			t.Errorf("handler pod: runtime type %q, want %q", pod.Type, harness.RuntimePod)
-		}
-		// The options the README sets reach CRI (it hands them to the shim as containerd.runc.v1.Options).
+		// The handler's keys, then its options table, as the README sets them.
+		inPod, inOptions := false, false
 		for _, line := range strings.Split(snippet, "\n") {
-			k, v, ok := strings.Cut(strings.TrimSpace(strings.SplitN(line, "#", 2)[0]), "=")
-			if !ok || strings.HasPrefix(strings.TrimSpace(line), "[") || strings.TrimSpace(k) == "runtime_type" {
+			line = strings.TrimSpace(strings.SplitN(line, "#", 2)[0])
+			if strings.HasPrefix(line, "[") {
+				inPod = strings.HasSuffix(line, ".runtimes.pod]")
+				inOptions = strings.HasSuffix(line, ".runtimes.pod.options]")
+				continue
+			}
+			k, v, ok := strings.Cut(line, "=")
+			if !ok || !inPod && !inOptions {
 				continue
 			}
 			k, v = strings.TrimSpace(k), strings.Trim(strings.TrimSpace(v), `"`)
-			got, ok := pod.Options[k]
-			if !ok {
-				t.Errorf("option %s of the README is not in CRI's config: %v", k, pod.Options)
+			var got string
+			switch {
+			case inOptions:
+				o, ok := pod.Options[k]
+				if !ok {
+					t.Errorf("option %s of the README is not in CRI's config: %v", k, pod.Options)
+					continue
+				}
+				got = strings.Trim(toString(o), `"`)
+			case k == "runtime_type":
+				got = pod.Type
+			case k == "runtime_path":
+				got, v = pod.Path, harness.ShimPath(t)
+			case k == "pod_annotations":
+				got = toString(pod.PodAnnotations)
+				v = strings.ReplaceAll(v, " ", "")
+			default:
+				t.Errorf("the README's handler sets %s, which this test does not check", k)
 				continue
 			}
-			if s := strings.Trim(toString(got), `"`); s != v {
-				t.Errorf("option %s: CRI has %s, the README says %s", k, s, v)
+			if got != v {
+				t.Errorf("%s: CRI has %s, the README says %s", k, got, v)
 			}
+		}
+		// containerd 2.x: runc's type and the shim's path (user-namespaced pods need runc's options); 1.6: our type,
+		// since 1.6.20 does not pass runtime_path on (see the README).
+		switch {
+		case c.Flavour.Is16() && (pod.Type != harness.RuntimePod || pod.Path != ""):
+			t.Errorf("handler pod: runtime type %q, path %q; want %s found on $PATH", pod.Type, pod.Path, harness.RuntimePod)
+		case !c.Flavour.Is16() && (pod.Type != harness.RuntimeRunc || pod.Path != harness.ShimPath(t)):
+			t.Errorf("handler pod: runtime type %q, path %q; want %s with runtime_path the shim", pod.Type, pod.Path, harness.RuntimeRunc)
 		}
 		t.Logf("CRI runtime handler pod: %+v", pod)
 	})

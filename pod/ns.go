@@ -145,6 +145,17 @@ func CreatePinned(dir string, r Runner, req Request) (_ *Namespaces, retErr erro
 // ns, and kills and reaps the child whatever happens. afterPin is told how
 // pinning went, before the child is killed; it must not block.
 func pinFromChild(ns *Namespaces, dir string, r Runner, req Request, afterPin func(error)) error {
+	return withHolder(r, req, func(cmd *exec.Cmd) error {
+		err := pinChild(ns, dir, cmd, req)
+		afterPin(err)
+		return err
+	})
+}
+
+// withHolder clones a child in the new namespaces the request asks for
+// (stopped at its exec, before it runs anything), runs fn while it lives,
+// and kills and reaps it whatever happens. fn's error comes first.
+func withHolder(r Runner, req Request, fn func(cmd *exec.Cmd) error) error {
 	attr := &syscall.SysProcAttr{
 		Ptrace: true,
 		// Should the shim die before killing it, the child dies too.
@@ -171,17 +182,16 @@ func pinFromChild(ns *Namespaces, dir string, r Runner, req Request, afterPin fu
 	runtime.LockOSThread()
 	if err := r.Start(cmd); err != nil {
 		runtime.UnlockOSThread()
-		return fmt.Errorf("start the child holding the pod's new namespaces (%s): %w", cmd.Path, err)
+		return fmt.Errorf("start the child holding new namespaces (%s): %w", cmd.Path, err)
 	}
 	pid := cmd.Process.Pid // Wait releases cmd.Process
-	pinErr := pinChild(ns, dir, cmd, req)
-	afterPin(pinErr)
+	fnErr := fn(cmd)
 	killErr := cmd.Process.Kill()
 	runtime.UnlockOSThread()
 	status, waitErr := r.Wait(cmd)
 	switch {
-	case pinErr != nil:
-		return pinErr
+	case fnErr != nil:
+		return fnErr
 	case killErr != nil:
 		return fmt.Errorf("kill namespace holder %d: %w", pid, killErr)
 	case waitErr != nil:

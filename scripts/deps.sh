@@ -13,12 +13,17 @@
 #  - crictl of cri-tools $CRICTL_VERSION (default v1.36.0) for the CRI tests: `go mod download` of
 #    sigs.k8s.io/cri-tools from the Go module proxy, then `go build ./cmd/crictl` in the module's directory, into
 #    $CRICTL_DIR (default /var/cache/containerd-shim-pod-v2/cri-tools-v1.36.0/bin) when absent (about a minute).
+#  - runc $RUNC_VERSION (default v1.4.3) for the tests of id-mapped mounts made by the runtime (Debian's runc 1.1.5
+#    has none): `go install -tags seccomp github.com/opencontainers/runc@$RUNC_VERSION` (cgo, libseccomp-dev) into
+#    $RUNC_DIR (default /var/cache/containerd-shim-pod-v2/runc-v1.4.3/bin) when absent (about half a minute). It is
+#    only ever named by those tests (BinaryName); runc on $PATH stays Debian's.
 #
 # Usage: scripts/deps.sh [test|demo]. `test` (the default; make test) installs all of the above. `demo` (make demo)
 # installs only what the demo runs: Debian's containerd 1.6, runc and busybox, and containerd 2.4 only when
 # CONTAINERD=2.4 asks for it, so that a new machine runs the demo within a couple of minutes.
 #
-# Environment: CONTAINERD24_VERSION (default v2.4.2), CONTAINERD24_DIR, CRICTL_VERSION, CRICTL_DIR, DEPS_SKIP_APT=1
+# Environment: CONTAINERD24_VERSION (default v2.4.2), CONTAINERD24_DIR, CRICTL_VERSION, CRICTL_DIR, RUNC_VERSION,
+# RUNC_DIR, DEPS_SKIP_APT=1
 # (check only, install nothing with apt), CONTAINERD (demo: 1.6 or 2.4).
 set -euo pipefail
 
@@ -36,6 +41,8 @@ CACHE=/var/cache/containerd-shim-pod-v2
 CONTAINERD24_DIR=${CONTAINERD24_DIR:-$CACHE/containerd-${CONTAINERD24_VERSION}/bin}
 CRICTL_VERSION=${CRICTL_VERSION:-v1.36.0}
 CRICTL_DIR=${CRICTL_DIR:-$CACHE/cri-tools-${CRICTL_VERSION}/bin}
+RUNC_VERSION=${RUNC_VERSION:-v1.4.3}
+RUNC_DIR=${RUNC_DIR:-$CACHE/runc-${RUNC_VERSION}/bin}
 PACKAGES=(runc containerd busybox-static criu uidmap iproute2 util-linux mount procps libseccomp-dev ca-certificates
 	containernetworking-plugins)
 if [ "$PROFILE" = demo ]; then
@@ -143,6 +150,27 @@ if [ "$PROFILE" = test ]; then
 	fi
 	crictl_ok || die "$CRICTL_DIR/crictl is not \"$crictl_want\""
 	log "crictl ${CRICTL_VERSION}: $CRICTL_DIR/crictl"
+fi
+
+# --- runc 1.4 (the tests of runtime-made id-mapped mounts; not for the demo) -----------------------------------------
+if [ "$PROFILE" = test ]; then
+	runc_want="runc version ${RUNC_VERSION#v}"
+	runc_ok() { [ -x "$RUNC_DIR/runc" ] && "$RUNC_DIR/runc" --version 2>/dev/null | head -1 | grep -qx "$runc_want"; }
+	if ! runc_ok; then
+		log "building runc ${RUNC_VERSION} into $RUNC_DIR (about half a minute the first time)"
+		mkdir -p "$CACHE" "$RUNC_DIR"
+		rtmp=$(mktemp -d "$CACHE/.build-runc.XXXXXX")
+		trap 'rm -rf "${tmp:-}" "${ctmp:-}" "$rtmp"' EXIT
+		# cgo for libseccomp (the seccomp tag); cwd /: never pick up a go.mod or go.work.
+		(cd / && GOBIN="$rtmp" CGO_ENABLED=1 GOFLAGS=-buildvcs=false go install -tags seccomp \
+			"github.com/opencontainers/runc@${RUNC_VERSION}") ||
+			die "go install of runc ${RUNC_VERSION} failed (libseccomp-dev installed? Go module proxy reachable? GOPROXY=$(go env GOPROXY))"
+		mv -f "$rtmp/runc" "$RUNC_DIR/runc"
+	fi
+	runc_ok || die "$RUNC_DIR/runc is not \"$runc_want\": $("$RUNC_DIR/runc" --version 2>&1 | head -1)"
+	# Runtimes are run from user namespaces too: the path must be searchable by all.
+	chmod 0755 "$CACHE" "$(dirname "$RUNC_DIR")" "$RUNC_DIR"
+	log "runc ${RUNC_VERSION}: $RUNC_DIR/runc"
 fi
 
 # --- kernel features the suite relies on ----------------------------------------------------------------------------

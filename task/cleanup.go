@@ -96,6 +96,9 @@ func Cleanup(ctx context.Context, cfg Config) (*taskapi.DeleteResponse, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := pod.ReleaseMounts(dir, cfg.ID); err != nil {
+			return nil, err
+		}
 		if _, err := pod.Forget(dir, cfg.ID); err != nil {
 			return nil, fmt.Errorf("forget container %s in its pod: %w", cfg.ID, err)
 		}

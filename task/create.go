@@ -38,7 +38,7 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	if err := pod.ValidateID(r.ID); err != nil {
 		return nil, err
 	}
-	opts, err := decodeOptions(r.Options)
+	opts, own, err := decodeAllOptions(r.Options)
 	if err != nil {
 		return nil, err
 	}
@@ -81,6 +81,12 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		_, err := p.Leave(r.ID)
 		return err
 	})
+	// The shim's part of the mounts (rro, id-mapped, sysfs); what it stages
+	// goes once the runtime has made the container.
+	undo.push(func() error { return pod.ReleaseMounts(p.Dir(), r.ID) })
+	if err := s.prepareMounts(ctx, r.ID, bundle, spec, opts.BinaryName, own, p); err != nil {
+		return nil, err
+	}
 	if err := writeSpec(bundle, spec); err != nil {
 		return nil, err
 	}
@@ -89,7 +95,12 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	c.killAllOnExit = !ownPidNamespace(spec)
 	if len(r.Rootfs) > 0 {
 		target := filepath.Join(bundle, "rootfs")
-		if err := mountRootfs(r.Rootfs, target); err != nil {
+		stage, err := p.MountsDir(r.ID)
+		if err != nil {
+			return nil, err
+		}
+		idm := &rootfsIDMap{stage: stage, userns: p.UserNamespaceFor}
+		if err := mountRootfs(r.Rootfs, target, idm); err != nil {
 			return nil, fmt.Errorf("mount rootfs of %s: %w", r.ID, err)
 		}
 		c.rootfs = target
@@ -124,7 +135,7 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	})
 	// The runtime's create is the last step that can fail; a failure after
 	// the runtime created the container is undone by Init.Create itself.
-	return c, s.exits.during(c.ref, func() (int, error) {
+	err = s.exits.during(c.ref, func() (int, error) {
 		return c.init.Create(ctx)
 	}, func(pid int) {
 		s.watchCgroup(c)
@@ -138,6 +149,13 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 			Pid:         uint32(pid),
 		})
 	})
+	if err == nil {
+		// The container has its own binds of what was staged.
+		if err := pod.ReleaseMounts(p.Dir(), r.ID); err != nil {
+			slog.Warn("release the mounts staged for a created container: they go with the pod", "id", r.ID, "error", err)
+		}
+	}
+	return c, err
 }
 
 // reserve takes a container id for a Create under way.

@@ -15,22 +15,27 @@ const RuntimeName = "io.containerd.pod.v2"
 
 const featuresTypeURL = "types.containerd.io/opencontainers/runtime-spec/1/features/Features"
 
-// Info answers -info: the shim's name and version and the OCI runtime's
-// features, for the runtime the options name.
+// Info answers -info: the shim's name and version and the features of the
+// OCI runtime the options name, adjusted by what the shim adds or takes away
+// (see featuresOf).
 func Info(ctx context.Context, opts *anypb.Any, version, revision string) (*types.RuntimeInfo, error) {
 	o, err := decodeOptions(opts)
 	if err != nil {
 		return nil, err
 	}
 	rt := &process.Runc{Binary: o.BinaryName, Children: process.Default()}
-	features, err := rt.Features(ctx)
+	raw, err := rt.Features(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("features of the OCI runtime: %w", err)
+	}
+	f, err := featuresOf(raw, hostKernel())
+	if err != nil {
+		return nil, fmt.Errorf("features of the OCI runtime %s: %w", rt.Binary, err)
 	}
 	return &types.RuntimeInfo{
 		Name:     RuntimeName,
 		Version:  &types.RuntimeVersion{Version: version, Revision: revision},
 		Options:  opts,
-		Features: &anypb.Any{TypeUrl: featuresTypeURL, Value: features},
+		Features: &anypb.Any{TypeUrl: featuresTypeURL, Value: f.json},
 	}, nil
 }

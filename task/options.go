@@ -1,48 +1,137 @@
 package task
 
 import (
-	"strings"
-
+	"bytes"
+	"errors"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/containerd/containerd/api/types/runc/options"
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
+	"github.com/pelletier/go-toml/v2"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/podv2/containerd-shim-pod-v2/mounts"
 )
 
 // defaultRuntimeRoot is the runtime's state root, as the reference shim uses it.
 const defaultRuntimeRoot = "/run/containerd/runc"
 
-// decodeOptions reads the options Any of a Create: containerd.runc.v1.Options,
-// or CRI's runtimeoptions.v1.Options (whose config body is the runtime's own
-// and is not read by the shim). No options is the defaults.
+// decodeOptions reads the runc options of a Create (see decodeAllOptions).
 func decodeOptions(a *anypb.Any) (*options.Options, error) {
+	o, _, err := decodeAllOptions(a)
+	return o, err
+}
+
+// shimOptions are the options of the shim itself, next to runc's: they come
+// only in a runtimeoptions.v1.Options config (see configOptions).
+type shimOptions struct {
+	// RRO is the runtime handler's policy for read-only bind mounts
+	// (treat_ro_mounts_as_rro); a container's annotation overrides it.
+	RRO mounts.RROPolicy
+}
+
+// decodeAllOptions reads the options Any of a Create or of -info:
+//
+//   - containerd.runc.v1.Options: runc's options (what containerd sends for
+//     runtime_type io.containerd.runc.v2, and with task options);
+//   - containerd.linux.runc.CreateOptions: see decodeLegacyCreateOptions;
+//   - runtimeoptions.v1.Options, what containerd's CRI makes of a handler's
+//     options table for any other runtime_type: a TOML config, from the file
+//     at ConfigPath or else in ConfigBody (the table itself, containerd 1.7
+//     and 2.x), with runc's option names and the shim's own (configOptions).
+//
+// No options is the defaults. Errors are InvalidArgument.
+func decodeAllOptions(a *anypb.Any) (*options.Options, shimOptions, error) {
 	o := &options.Options{}
+	own := shimOptions{RRO: mounts.RROIfPossible}
 	if a == nil || a.GetTypeUrl() == "" {
-		return o, nil
+		return o, own, nil
 	}
 	switch name := typeName(a.GetTypeUrl()); name {
 	case "containerd.runc.v1.Options":
 		if err := proto.Unmarshal(a.GetValue(), o); err != nil {
-			return nil, invalid("decode runtime options %s: %v", name, err)
+			return nil, own, invalid("decode runtime options %s: %v", name, err)
 		}
 	case "containerd.linux.runc.CreateOptions":
 		// What containerd's client sends a runtime whose name is not
 		// io.containerd.runc.*: the v1 Linux runtime's options.
 		if err := decodeLegacyCreateOptions(a.GetValue(), o); err != nil {
-			return nil, invalid("decode runtime options %s: %v", name, err)
+			return nil, own, invalid("decode runtime options %s: %v", name, err)
 		}
 	case "runtimeoptions.v1.Options":
 		var ro runtimeoptions.Options
 		if err := proto.Unmarshal(a.GetValue(), &ro); err != nil {
-			return nil, invalid("decode runtime options %s: %v", name, err)
+			return nil, own, invalid("decode runtime options %s: %v", name, err)
+		}
+		if err := readConfig(&ro, o, &own); err != nil {
+			return nil, own, err
 		}
 	default:
-		return nil, invalid("unsupported runtime options type %q (want containerd.runc.v1.Options)", a.GetTypeUrl())
+		return nil, own, invalid("unsupported runtime options type %q (want containerd.runc.v1.Options or runtimeoptions.v1.Options)", a.GetTypeUrl())
 	}
-	return o, nil
+	return o, own, nil
+}
+
+// configOptions are the keys of a runtimeoptions config: runc's options by
+// the names containerd's runc options table uses, and the shim's own.
+type configOptions struct {
+	BinaryName    string
+	Root          string
+	SystemdCgroup bool
+	NoPivotRoot   bool
+	NoNewKeyring  bool
+	IoUid         uint32
+	IoGid         uint32
+	CriuImagePath string
+	CriuWorkPath  string
+	// TreatRoMountsAsRro is the policy for read-only bind mounts:
+	// Enabled, IfPossible (or empty) or Disabled.
+	TreatRoMountsAsRro string `toml:"treat_ro_mounts_as_rro"`
+}
+
+// readConfig reads a runtimeoptions config into o and own. An unknown key is
+// an error naming it: a misspelt option must not pass unseen.
+func readConfig(ro *runtimeoptions.Options, o *options.Options, own *shimOptions) error {
+	body, from := ro.GetConfigBody(), "the options' config body"
+	if p := ro.GetConfigPath(); p != "" {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return invalid("read the runtime options' config file: %v", err)
+		}
+		body, from = b, p
+	}
+	var c configOptions
+	dec := toml.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		var strict *toml.StrictMissingError
+		if errors.As(err, &strict) {
+			return invalid("runtime options in %s: unknown keys: %s", from, strings.Join(unknownKeys(strict), ", "))
+		}
+		return invalid("runtime options in %s: %v", from, err)
+	}
+	policy, err := mounts.ParseRROPolicy(c.TreatRoMountsAsRro)
+	if err != nil {
+		return invalid("runtime options in %s: treat_ro_mounts_as_rro: %v", from, err)
+	}
+	o.BinaryName, o.Root, o.SystemdCgroup = c.BinaryName, c.Root, c.SystemdCgroup
+	o.NoPivotRoot, o.NoNewKeyring = c.NoPivotRoot, c.NoNewKeyring
+	o.IoUid, o.IoGid = c.IoUid, c.IoGid
+	o.CriuImagePath, o.CriuWorkPath = c.CriuImagePath, c.CriuWorkPath
+	own.RRO = policy
+	return nil
+}
+
+func unknownKeys(e *toml.StrictMissingError) []string {
+	var keys []string
+	for _, d := range e.Errors {
+		keys = append(keys, strings.Join(d.Key(), "."))
+	}
+	return keys
 }
 
 // runtimeRoot is where the runtime keeps state for this namespace.

@@ -17,8 +17,9 @@ import (
 // with a Target goes where that path leads inside the rootfs as mounted so
 // far (see mountPoint): the image is hostile, and a symlink in it, or one an
 // earlier mount brought in, must not send a mount onto the host. What was
-// mounted is undone if one fails.
-func mountRootfs(mounts []*types.Mount, target string) (retErr error) {
+// mounted is undone if one fails. Mounts with id-mapped layers (uidmap=,
+// gidmap=) need idm (see rootfsIDMap).
+func mountRootfs(mounts []*types.Mount, target string, idm *rootfsIDMap) (retErr error) {
 	if err := os.MkdirAll(target, 0o711); err != nil {
 		return fmt.Errorf("create rootfs dir: %w", err)
 	}
@@ -34,7 +35,7 @@ func mountRootfs(mounts []*types.Mount, target string) (retErr error) {
 	}()
 	for _, m := range mounts {
 		mp := mountPoint{rootfs: target, path: filepath.Clean("/" + m.Target)}
-		if err := mountOne(m, mp); err != nil {
+		if err := mountOne(m, mp, idm); err != nil {
 			return err
 		}
 		done = append(done, mp)
@@ -103,20 +104,35 @@ func parseMountOptions(options []string) (flags, propagation uintptr, data []str
 	return flags, propagation, data
 }
 
-func mountOne(m *types.Mount, mp mountPoint) error {
+// mountRequest is what mountOne was asked to mount.
+type mountRequest struct {
+	source, typ string
+	bind        bool
+}
+
+func mountOne(m *types.Mount, mp mountPoint, idm *rootfsIDMap) error {
 	flags, propagation, data := parseMountOptions(m.Options)
 	typ := m.Type
 	if flags&unix.MS_BIND != 0 || typ == "bind" {
 		typ = ""
 		flags |= unix.MS_BIND
 	}
+	uids, gids, data, err := idmapOptions(data)
+	if err != nil {
+		return fmt.Errorf("mount %s %s on %s (options %q): %w", m.Type, m.Source, mp, strings.Join(m.Options, ","), err)
+	}
 	joined := strings.Join(data, ",")
-	err := mp.do(true, func(dest string) error {
-		if typ == "overlay" && len(joined) > unix.Getpagesize()-512 {
-			return mountOverlayRelative(m.Source, dest, flags, data)
-		}
-		return unix.Mount(m.Source, dest, typ, flags, joined)
-	})
+	if len(uids) > 0 {
+		req := mountRequest{source: m.Source, typ: m.Type, bind: flags&unix.MS_BIND != 0}
+		err = idm.mountIDMapped(req, mp, flags, data, uids, gids)
+	} else {
+		err = mp.do(true, func(dest string) error {
+			if typ == "overlay" && len(joined) > unix.Getpagesize()-512 {
+				return mountOverlayRelative(m.Source, dest, flags, data)
+			}
+			return unix.Mount(m.Source, dest, typ, flags, joined)
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("mount %s %s on %s (options %q): %w", m.Type, m.Source, mp, strings.Join(m.Options, ","), err)
 	}
@@ -147,9 +163,7 @@ func mountOne(m *types.Mount, mp mountPoint) error {
 
 // mountOverlayRelative mounts an overlay whose options would not fit in a
 // page: the layer paths are made relative to their common parent, and the
-// mount is done from there, in a thread of its own whose working directory is
-// not shared with the rest of the shim (unshare CLONE_FS). The thread is not
-// returned to the Go scheduler afterwards.
+// mount is done from there (see mountOverlayIn).
 func mountOverlayRelative(source, dest string, flags uintptr, data []string) error {
 	dir := commonLayerDir(data)
 	if dir == "" || dir == "/" {
@@ -170,6 +184,14 @@ func mountOverlayRelative(source, dest string, flags uintptr, data []string) err
 		}
 		rel[i] = key + "=" + strings.Join(parts, ":")
 	}
+	return mountOverlayIn(dir, source, dest, flags, rel)
+}
+
+// mountOverlayIn mounts an overlay from the directory dir, where relative
+// layer paths of data lead: in a thread of its own whose working directory
+// is not shared with the rest of the shim (unshare CLONE_FS). The thread is
+// not returned to the Go scheduler afterwards.
+func mountOverlayIn(dir, source, dest string, flags uintptr, data []string) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread dies with its private cwd
@@ -181,7 +203,7 @@ func mountOverlayRelative(source, dest string, flags uintptr, data []string) err
 			errc <- fmt.Errorf("chdir %s: %w", dir, err)
 			return
 		}
-		errc <- unix.Mount(source, dest, "overlay", flags, strings.Join(rel, ","))
+		errc <- unix.Mount(source, dest, "overlay", flags, strings.Join(data, ","))
 	}()
 	return <-errc
 }

@@ -75,6 +75,9 @@ type Service struct {
 	exits    *exitRouter
 	shutdown func(taskID string)
 
+	// features are the runtimes' features, run once per binary.
+	features featureCache
+
 	// podMu guards pod, created by the first container.
 	podMu sync.Mutex
 	pod   *pod.Pod

@@ -259,13 +259,14 @@ func (c *Containerd) config() (string, error) {
 	if c.Options.CRI {
 		b.WriteString(c.criConfig())
 	}
-	// The runtime registration, as the README shows it (or the same snippet built in, while the README has none).
-	// ctr does not need it (--runtime io.containerd.pod.v2 works by name); it proves the snippet loads.
+	// The runtime registration, as the README shows it (or the same snippet built in, while the README has none),
+	// with runtime_path naming the shim under test. ctr does not need it (--runtime io.containerd.pod.v2 works by
+	// name); it proves the snippet loads, and CRI's handler "pod" is it.
 	snippet, _, err := READMERuntimeSnippet(c.Flavour.ConfigVersion)
 	if err != nil {
 		return "", err
 	}
-	b.WriteString(snippet)
+	b.WriteString(WithShimPath(snippet, ShimPath(c.T)))
 	b.WriteString("\n")
 	if c.Options.ExtraConfig != "" {
 		b.WriteString(c.Options.ExtraConfig)
@@ -274,17 +275,21 @@ func (c *Containerd) config() (string, error) {
 	return b.String(), nil
 }
 
-var tomlBlock = regexp.MustCompile("(?s)```toml\n(.*?)```")
+var (
+	tomlBlock   = regexp.MustCompile("(?s)```toml\n(.*?)```")
+	runtimePath = regexp.MustCompile(`(?m)^(\s*runtime_path\s*=\s*)"[^"]*"`)
+)
 
 // READMERuntimeSnippet returns the README's config.toml block for the config version (2: containerd 1.6/1.7,
-// 3: containerd 2.x) without its `version` line, and whether it came from the README (false: the built-in copy).
+// 3: containerd 2.x) that registers the shim (runtime_path ending in containerd-shim-pod-v2, or runtime_type
+// io.containerd.pod.v2), without its `version` line, and whether it came from the README (false: the built-in copy).
 func READMERuntimeSnippet(version int) (string, bool, error) {
 	if root, err := RepoRoot(); err == nil {
 		if b, err := os.ReadFile(filepath.Join(root, "README.md")); err == nil {
 			for _, m := range tomlBlock.FindAllStringSubmatch(string(b), -1) {
 				lines := strings.Split(strings.TrimSpace(m[1]), "\n")
 				if len(lines) > 1 && strings.TrimSpace(lines[0]) == fmt.Sprintf("version = %d", version) &&
-					strings.Contains(m[1], `runtime_type = "io.containerd.pod.v2"`) {
+					(strings.Contains(m[1], ShimName+`"`) || strings.Contains(m[1], `runtime_type = "io.containerd.pod.v2"`)) {
 					return strings.Join(lines[1:], "\n") + "\n", true, nil
 				}
 			}
@@ -292,21 +297,32 @@ func READMERuntimeSnippet(version int) (string, bool, error) {
 	}
 	switch version {
 	case 2:
-		return `[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.pod]
+		return `[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.pod]
   runtime_type = "io.containerd.pod.v2"
+  pod_annotations = ["io.containerd.pod.v2.*"]
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.pod.options]
     BinaryName = "/usr/sbin/runc"
     SystemdCgroup = false
 `, false, nil
 	case 3:
 		return `[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.pod]
-  runtime_type = "io.containerd.pod.v2"
+  runtime_type = "io.containerd.runc.v2"
+  runtime_path = "/usr/local/bin/containerd-shim-pod-v2"
+  pod_annotations = ["io.containerd.pod.v2.*"]
   [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.pod.options]
     BinaryName = "/usr/sbin/runc"
     SystemdCgroup = false
 `, false, nil
 	}
 	return "", false, fmt.Errorf("no runtime snippet for config version %d", version)
+}
+
+// WithShimPath returns the snippet with its runtime_path (if any) set to shim.
+func WithShimPath(snippet, shim string) string {
+	return runtimePath.ReplaceAllString(snippet, fmt.Sprintf("${1}%q", shim))
 }
 
 // ID returns a container id (or pod key) unique within this daemon: prefix-N. Stop looks for shim sockets of the

@@ -16,12 +16,15 @@
 //	CONTAINERD24_DIR  where containerd 2.4's containerd, ctr and containerd-shim-runc-v2 are
 //	                  (default /var/cache/containerd-shim-pod-v2/containerd-v2.4.2/bin)
 //	CRICTL            the crictl of the CRI tests (default /var/cache/containerd-shim-pod-v2/cri-tools-v1.36.0/bin/crictl)
+//	RUNC14            runc 1.4, for the tests of runtime-made id-mapped mounts
+//	                  (default /var/cache/containerd-shim-pod-v2/runc-v1.4.3/bin/runc)
 //	TEST_LOG_DIR      where the logs of failed tests are kept (default /tmp/podv2-integration-logs)
 package harness
 
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -42,6 +45,9 @@ const (
 
 	// DefaultContainerd24Dir is where scripts/deps.sh caches containerd 2.4.
 	DefaultContainerd24Dir = "/var/cache/containerd-shim-pod-v2/containerd-v2.4.2/bin"
+
+	// DefaultRunc14 is where scripts/deps.sh caches runc 1.4 (it has id-mapped mounts; Debian's 1.1.5 has not).
+	DefaultRunc14 = "/var/cache/containerd-shim-pod-v2/runc-v1.4.3/bin/runc"
 
 	// RuncRoot is the default state root of runc under both shims: runc runs with --root RuncRoot/<namespace>.
 	RuncRoot = "/run/containerd/runc"
@@ -152,4 +158,18 @@ func CheckRoot(t testing.TB) {
 	if os.Geteuid() != 0 {
 		t.Fatalf("the integration suite must run as root (it starts containerd and runc); run: sudo make integration")
 	}
+}
+
+// Runc14 is runc 1.4 ($RUNC14 or DefaultRunc14); it fails t unless that is an executable runc 1.4.
+func Runc14(t testing.TB) string {
+	t.Helper()
+	p := os.Getenv("RUNC14")
+	if p == "" {
+		p = DefaultRunc14
+	}
+	out, err := exec.Command(p, "--version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "runc version 1.4.") {
+		t.Fatalf("runc 1.4 at %s: %v %q: build it with scripts/deps.sh (make deps), as root", p, err, out)
+	}
+	return p
 }

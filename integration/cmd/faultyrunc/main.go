@@ -10,6 +10,9 @@
 //	                        socket of its own, and hands the shim's console
 //	                        socket /dev/null instead of the pty master: the
 //	                        process exists, the shim's next step fails
+//	faultyrunc.no-rro       answers `features` without "rro" among its mount
+//	                        options, like a runtime that cannot make
+//	                        recursively read-only mounts
 //
 // Any other command, or mode, is passed to runc unchanged.
 package main
@@ -43,6 +46,8 @@ func main() {
 		fail(args, fmt.Sprintf("%s failed: injected by faultyrunc", cmd))
 	case mode == "bad-console" && (cmd == "create" || cmd == "exec") && flag(args, "--console-socket") != "":
 		os.Exit(badConsole(args))
+	case mode == "no-rro" && cmd == "features":
+		os.Exit(featuresWithout(args, "rro"))
 	}
 	os.Exit(runc(args))
 }
@@ -101,6 +106,30 @@ func runc(args []string) int {
 		fmt.Fprintln(os.Stderr, "faultyrunc:", err)
 		return 1
 	}
+	return 0
+}
+
+// featuresWithout prints runc's features without the mount option drop.
+func featuresWithout(args []string, drop string) int {
+	out, err := exec.Command("runc", args...).Output()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "faultyrunc: runc features:", err)
+		return 1
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(out, &doc); err != nil {
+		fmt.Fprintln(os.Stderr, "faultyrunc: runc features:", err)
+		return 1
+	}
+	var kept []any
+	for _, o := range doc["mountOptions"].([]any) {
+		if o != drop {
+			kept = append(kept, o)
+		}
+	}
+	doc["mountOptions"] = kept
+	b, _ := json.MarshalIndent(doc, "", "    ")
+	os.Stdout.Write(append(b, '\n'))
 	return 0
 }
 
