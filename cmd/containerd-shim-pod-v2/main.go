@@ -11,6 +11,9 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/podv2/containerd-shim-pod-v2/pod"
+	// The pod's own process runs from the binary's entry point, which
+	// podproc holds: the binary is linked with -ldflags=-E=containerd_shim_pod_v2_entry.
+	_ "github.com/podv2/containerd-shim-pod-v2/pod/podproc"
 	"github.com/podv2/containerd-shim-pod-v2/shim"
 	"github.com/podv2/containerd-shim-pod-v2/task"
 )
