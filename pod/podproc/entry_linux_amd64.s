@@ -2,30 +2,38 @@
 // containerd_shim_pod_v2_entry the binary's entry point
 // (-ldflags=-E=containerd_shim_pod_v2_entry): it runs first in every process
 // of the binary, with one thread and nothing initialised, and jumps to Go's
-// own entry unless it was started as the pod's process:
+// own entry unless it was started as the pod's process (the starter):
 //
-//	argv = {"containerd-shim-pod-v2:pod", FLAGS, HOSTNAME}
+//	argv = {"containerd-shim-pod-v2:pod", FLAGS, HOSTNAME, FILE, VALUE, ...}
 //	fd 3 = the write end of the report pipe
 //	fd 4 = the user namespace to join (FLAGS[0] == '1')
 //	fd 5 = the network namespace to join (FLAGS[1] == '1')
 //	FLAGS[2..4] == '1': new IPC, UTS (HOSTNAME set if not empty), PID namespaces
+//	FILE, VALUE pairs: sysctls, a /proc/sys file and what to write to it
 //
-// It joins the user namespace first (a multithreaded process cannot), then the
-// network namespace, unshares the new namespaces inside that user namespace,
-// sets the hostname, and forks the pod's process with CLONE_PARENT, so that
-// the shim is its parent. It reports {0, pid} on fd 3 and exits 0, or
-// {step, errno} and exits 100+step. The pod's process closes every fd above
-// 2 and waits for signals for ever: SIGCHLD reaps every exited child (it is
-// pid 1 of the new PID namespace, the reaper of its orphans), SIGTERM and SIGINT end it
-// (exit 0). It never starts the Go runtime: no threads, no heap, a few pages.
+// The starter joins the user namespace first (a multithreaded process
+// cannot) and becomes root there, then joins the network namespace, unshares the new namespaces inside
+// that user namespace, sets the hostname, writes the sysctls (as root of the
+// pod's user namespace, the only one who may write those of its IPC
+// namespace), and forks the pod's process with CLONE_PARENT, so that the
+// shim is its parent. It reports {0, pid} on fd 3 and exits 0, or {step,
+// errno} and exits 100+step (a sysctl's step is STEP_SYSCTL+2k for the k-th
+// pair). The pod's process closes every fd above 2 and waits for signals for
+// ever: SIGCHLD reaps every exited child (it is pid 1 of the new PID
+// namespace, the reaper of its orphans), SIGTERM and SIGINT end it (exit 0).
+// It never starts the Go runtime: no threads, no heap, a few pages.
 
 #include "textflag.h"
 
 #define SYS_write 1
+#define SYS_open 2
 #define SYS_close 3
 #define SYS_rt_sigprocmask 14
 #define SYS_clone 56
 #define SYS_wait4 61
+#define SYS_setgroups 116
+#define SYS_setresuid 117
+#define SYS_setresgid 119
 #define SYS_rt_sigtimedwait 128
 #define SYS_sethostname 170
 #define SYS_exit_group 231
@@ -39,6 +47,9 @@
 #define CLONE_NEWPID 0x20000000
 #define CLONE_NEWNET 0x40000000
 #define CLONE_PARENT 0x00008000
+
+#define O_WRONLY 1
+#define O_CLOEXEC 0x80000
 
 #define SIGINT 2
 #define SIGTERM 15
@@ -54,6 +65,9 @@
 #define STEP_HOSTNAME 5
 #define STEP_SIGMASK 6
 #define STEP_FORK 7
+#define STEP_SETID 8
+// STEP_SYSCTL+k: the k-th sysctl pair (k from 0).
+#define STEP_SYSCTL 1000
 
 DATA marker<>+0(SB)/8, $"containe"
 DATA marker<>+8(SB)/8, $"rd-shim-"
@@ -65,7 +79,9 @@ TEXT containerd_shim_pod_v2_entry(SB), NOSPLIT|NOFRAME, $0
 	// The kernel's initial stack: 0(SP) argc, 8(SP) argv[0], ...
 	MOVQ 0(SP), AX
 	CMPQ AX, $3
-	JNE  gort
+	JLT  gort
+	TESTQ $1, AX
+	JEQ  gort
 	MOVQ 8(SP), SI
 	LEAQ marker<>(SB), DI
 
@@ -115,6 +131,28 @@ flagslen:
 	SYSCALL
 	TESTQ AX, AX
 	JMI  fail
+	// Root of the pod's user namespace, as runc makes a container's init:
+	// setns keeps the host's ids, unmapped there. Supplementary groups go
+	// where the user namespace allows setgroups.
+	MOVQ $0, DI
+	MOVQ $0, SI
+	MOVQ $SYS_setgroups, AX
+	SYSCALL
+	MOVQ $STEP_SETID, R14
+	MOVQ $0, DI
+	MOVQ $0, SI
+	MOVQ $0, DX
+	MOVQ $SYS_setresgid, AX
+	SYSCALL
+	TESTQ AX, AX
+	JMI  fail
+	MOVQ $0, DI
+	MOVQ $0, SI
+	MOVQ $0, DX
+	MOVQ $SYS_setresuid, AX
+	SYSCALL
+	TESTQ AX, AX
+	JMI  fail
 
 joinnet:
 	CMPB 1(R12), $'1'
@@ -145,7 +183,7 @@ nopid:
 
 dounshare:
 	TESTQ DI, DI
-	JEQ   sigmask
+	JEQ   sysctls
 	MOVQ  $STEP_UNSHARE, R14
 	MOVQ  $SYS_unshare, AX
 	SYSCALL
@@ -154,7 +192,7 @@ dounshare:
 
 	// The hostname, in the new UTS namespace only.
 	CMPB 3(R12), $'1'
-	JNE  sigmask
+	JNE  sysctls
 	MOVQ $0, SI
 
 hostlen:
@@ -166,13 +204,56 @@ hostlen:
 
 sethost:
 	TESTQ SI, SI
-	JEQ   sigmask
+	JEQ   sysctls
 	MOVQ  $STEP_HOSTNAME, R14
 	MOVQ  R13, DI
 	MOVQ  $SYS_sethostname, AX
 	SYSCALL
 	TESTQ AX, AX
 	JMI   fail
+
+sysctls:
+	// argv[3], argv[4], ...: pairs of a /proc/sys file and the value to
+	// write to it, in the namespaces just joined or made. R15 indexes argv.
+	MOVQ $3, R15
+
+sysctl:
+	MOVQ 64(SP), AX      // argc (the initial stack is 64 bytes up)
+	CMPQ R15, AX
+	JGE  sigmask
+	MOVQ R15, R14
+	ADDQ $(STEP_SYSCTL-3), R14 // the report names the pair by its argv index
+	MOVQ 72(SP)(R15*8), DI // the file
+	MOVQ $(O_WRONLY|O_CLOEXEC), SI
+	MOVQ $0, DX
+	MOVQ $SYS_open, AX
+	SYSCALL
+	TESTQ AX, AX
+	JMI  fail
+	MOVQ AX, BX          // the fd
+	MOVQ 80(SP)(R15*8), SI // the value
+	MOVQ $0, DX
+
+valuelen:
+	MOVBLZX (SI)(DX*1), CX
+	TESTL   CX, CX
+	JEQ     writevalue
+	INCQ    DX
+	JMP     valuelen
+
+writevalue:
+	MOVQ BX, DI
+	MOVQ $SYS_write, AX
+	SYSCALL
+	MOVQ AX, R8          // the write's result, kept across close
+	MOVQ BX, DI
+	MOVQ $SYS_close, AX
+	SYSCALL
+	MOVQ R8, AX
+	TESTQ AX, AX
+	JMI  fail
+	ADDQ $2, R15
+	JMP  sysctl
 
 sigmask:
 	// Blocked before the fork, so that the pod's process never misses one:

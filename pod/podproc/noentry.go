@@ -13,7 +13,7 @@ import (
 // and on stderr, and exits, before main can mistake its arguments for the
 // shim's. The pod never runs with a process that is not in its namespaces.
 func init() {
-	if len(os.Args) != 3 || os.Args[0] != Marker {
+	if len(os.Args) < 3 || os.Args[0] != Marker {
 		return
 	}
 	var report [8]byte

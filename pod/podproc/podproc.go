@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 )
@@ -39,7 +40,28 @@ type Config struct {
 	NewIPC, NewUTS, NewPID bool
 	// Hostname is set in the new UTS namespace (ignored without NewUTS).
 	Hostname string
+	// Sysctls are written, in order, once the namespaces are joined and
+	// made, by root of the pod's user namespace. Which namespace a sysctl
+	// belongs to is the caller's to check: one of a namespace the pod
+	// shares with the host would change the host's.
+	Sysctls []Sysctl
 }
+
+// Sysctl is a kernel parameter: Key in dotted (net.ipv4.ip_forward) or
+// slashed form, as in an OCI spec.
+type Sysctl struct {
+	Key, Value string
+}
+
+// file is the sysctl's file under /proc/sys.
+func (s Sysctl) file() string {
+	return "/proc/sys/" + strings.ReplaceAll(s.Key, ".", "/")
+}
+
+// sysctlKey is what a sysctl key may hold: no "..", no NUL, nothing but
+// lower-case words separated by dots or slashes (device names in net keys
+// may hold digits, '-' and '_').
+var sysctlKey = regexp.MustCompile(`^[a-zA-Z0-9_-]+([./][a-zA-Z0-9_-]+)*$`)
 
 // Runner starts and waits for the short-lived starter child; the shim's
 // reaper, so that its loop does not steal the starter's status.
@@ -66,8 +88,11 @@ const (
 	stepHostname
 	stepSigmask
 	stepFork
+	stepSetID
 	// stepNoEntry is written by the Go side of a binary without the entry point.
 	stepNoEntry = 99
+	// stepSysctl+2k is the k-th sysctl.
+	stepSysctl = 1000
 )
 
 // StepError is a step of the starter that failed, with the kernel's errno.
@@ -108,9 +133,13 @@ func Start(r Runner, c Config) (int, error) {
 		return 0, fmt.Errorf("report pipe for the pod's process: %w", err)
 	}
 	defer rp.Close()
+	args := []string{Marker, flags, hostname}
+	for _, sc := range c.Sysctls {
+		args = append(args, sc.file(), sc.Value)
+	}
 	cmd := &exec.Cmd{
 		Path:       exe,
-		Args:       []string{Marker, flags, hostname},
+		Args:       args,
 		Env:        []string{},
 		Dir:        "/",
 		ExtraFiles: append([]*os.File{wp}, files...),
@@ -143,6 +172,14 @@ func Start(r Runner, c Config) (int, error) {
 func (c Config) check() error {
 	if len(c.Hostname) > maxHostname || strings.ContainsRune(c.Hostname, 0) {
 		return fmt.Errorf("hostname %q: longer than %d bytes or holds a NUL", c.Hostname, maxHostname)
+	}
+	for _, sc := range c.Sysctls {
+		if !sysctlKey.MatchString(sc.Key) || strings.Contains(sc.Key, "..") {
+			return fmt.Errorf("sysctl %q: not a sysctl name", sc.Key)
+		}
+		if strings.ContainsRune(sc.Value, 0) {
+			return fmt.Errorf("sysctl %s: value holds a NUL", sc.Key)
+		}
 	}
 	return nil
 }
@@ -195,6 +232,11 @@ func stepName(step uint32, c Config) string {
 		return "block signals"
 	case stepFork:
 		return "fork the pod's process"
+	case stepSetID:
+		return "become root of user namespace " + c.UserNS
+	}
+	if k := (int(step) - stepSysctl) / 2; step >= stepSysctl && k < len(c.Sysctls) {
+		return fmt.Sprintf("sysctl %s=%s", c.Sysctls[k].Key, c.Sysctls[k].Value)
 	}
 	return fmt.Sprintf("pod process step %d", step)
 }

@@ -216,6 +216,16 @@ func TestPodProcessInUserNamespace(t *testing.T) {
 	if f := strings.Fields(string(uidMap)); len(f) != 3 || f[0] != "0" || f[1] != "100000" || f[2] != "65536" {
 		t.Errorf("uid_map of the pod's process = %q", uidMap)
 	}
+	// Root of the pod's user namespace: host uid and gid 100000.
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Uid:\t100000\t100000\t100000\t100000\n", "Gid:\t100000\t100000\t100000\t100000\n"} {
+		if !strings.Contains(string(status), want) {
+			t.Errorf("the pod's process is not root of its user namespace: want %q in\n%s", want, status)
+		}
+	}
 	if got := nsenter(t, pid, "-u", "hostname"); got != "pod-u" {
 		t.Errorf("hostname = %q, want pod-u", got)
 	}
@@ -375,5 +385,72 @@ func TestPodProcessMemory(t *testing.T) {
 	}
 	if rss := kb("Rss"); rss > 512 {
 		t.Errorf("the pod's process holds %d kB resident, want at most 512", rss)
+	}
+}
+
+// Sysctls are written in the pod's network and IPC namespaces, by root of
+// the pod's user namespace (host root may not write those of an IPC
+// namespace owned by another user namespace); the host's stay as they were.
+func TestPodProcessSysctls(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pod")
+	maps := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	ns, err := pod.CreatePinned(dir, pod.DirectRunner{}, pod.Request{NewUser: true, NewNet: true, UIDMappings: maps, GIDMappings: maps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pod.CleanupStateDir(dir) })
+	hostPort := readFile(t, "/proc/sys/net/ipv4/ip_unprivileged_port_start")
+	hostMsgmax := readFile(t, "/proc/sys/kernel/msgmax")
+	pid := start(t, podproc.Config{UserNS: ns.UserPath, NetNS: ns.NetPath, NewIPC: true, NewUTS: true, NewPID: true,
+		Sysctls: []podproc.Sysctl{
+			{Key: "net.ipv4.ip_unprivileged_port_start", Value: "0"},
+			{Key: "net/ipv4/ping_group_range", Value: "0 65535"},
+			{Key: "kernel.msgmax", Value: "16385"},
+		}})
+	for _, tc := range []struct {
+		ns         []string
+		file, want string
+	}{
+		{[]string{"--net"}, "/proc/sys/net/ipv4/ip_unprivileged_port_start", "0"},
+		// gids as the pod's user namespace maps them
+		{[]string{"--user", "--net"}, "/proc/sys/net/ipv4/ping_group_range", "0\t65535"},
+		{[]string{"--ipc"}, "/proc/sys/kernel/msgmax", "16385"},
+	} {
+		if got := nsenter(t, pid, append(tc.ns, "cat", tc.file)...); got != tc.want {
+			t.Errorf("%s in the pod = %q, want %q", tc.file, got, tc.want)
+		}
+	}
+	if got := readFile(t, "/proc/sys/net/ipv4/ip_unprivileged_port_start"); got != hostPort {
+		t.Errorf("the host's ip_unprivileged_port_start changed: %s -> %s", hostPort, got)
+	}
+	if got := readFile(t, "/proc/sys/kernel/msgmax"); got != hostMsgmax {
+		t.Errorf("the host's msgmax changed: %s -> %s", hostMsgmax, got)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func TestPodProcessSysctlErrors(t *testing.T) {
+	_, err := podproc.Start(runner{}, podproc.Config{Exe: shim, NewIPC: true,
+		Sysctls: []podproc.Sysctl{{Key: "kernel.msgmax", Value: "8192"}, {Key: "kernel.no_such_sysctl", Value: "1"}}})
+	var se *podproc.StepError
+	if !errors.As(err, &se) || se.Errno != unix.ENOENT || !strings.Contains(err.Error(), "sysctl kernel.no_such_sysctl=1") {
+		t.Fatalf("error = %v, want a StepError naming kernel.no_such_sysctl, ENOENT", err)
+	}
+	for _, key := range []string{"../../etc/passwd", "net..ipv4", "", "kernel.msgmax\x00"} {
+		if _, err := podproc.Start(runner{}, podproc.Config{Exe: shim, NewIPC: true, Sysctls: []podproc.Sysctl{{Key: key, Value: "1"}}}); err == nil {
+			t.Errorf("sysctl key %q accepted", key)
+		}
+	}
+	var ws unix.WaitStatus
+	if pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil); !errors.Is(err, unix.ECHILD) {
+		t.Fatalf("a child is left: wait4 = %d, %v", pid, err)
 	}
 }
