@@ -104,9 +104,9 @@ func (c *Cgroup) Child(name string) (*Cgroup, error) {
 	return child, nil
 }
 
-// directories lists the cgroup's directories, each once (v1 controllers
+// Directories lists the cgroup's directories, each once (v1 controllers
 // mounted together share one).
-func (c *Cgroup) directories() []string {
+func (c *Cgroup) Directories() []string {
 	if c.version == 2 {
 		return []string{c.unified}
 	}
@@ -121,37 +121,38 @@ func (c *Cgroup) directories() []string {
 }
 
 // Create makes the cgroup's directories and the missing ones above them, and
-// returns what removes exactly those it made (deepest first), once nothing
-// is left in them.
-func (c *Cgroup) Create() (remove func() error, err error) {
-	var made []string
-	remove = func() error {
-		var errs []error
-		for i := len(made) - 1; i >= 0; i-- {
-			if err := unix.Rmdir(made[i]); err != nil && !errors.Is(err, unix.ENOENT) {
-				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", made[i], err))
-			}
-		}
-		return errors.Join(errs...)
-	}
-	for _, dir := range c.directories() {
+// returns those it made, parents first, for RemoveDirs.
+func (c *Cgroup) Create() (made []string, err error) {
+	for _, dir := range c.Directories() {
 		var missing []string
 		for d := dir; !cgroupPathExists(d); d = filepath.Dir(d) {
 			missing = append(missing, d)
 		}
 		for i := len(missing) - 1; i >= 0; i-- {
 			if err := os.Mkdir(missing[i], 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-				return nil, errors.Join(fmt.Errorf("create cgroup %s: %w", missing[i], err), remove())
+				return nil, errors.Join(fmt.Errorf("create cgroup %s: %w", missing[i], err), RemoveDirs(made))
 			}
 			made = append(made, missing[i])
 		}
 	}
-	return remove, nil
+	return made, nil
+}
+
+// RemoveDirs removes cgroup directories made by Create, the last made first,
+// once nothing is left in them. Those already gone are fine.
+func RemoveDirs(made []string) error {
+	var errs []error
+	for i := len(made) - 1; i >= 0; i-- {
+		if err := unix.Rmdir(made[i]); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", made[i], err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // AddProc moves pid into the cgroup.
 func (c *Cgroup) AddProc(pid int) error {
-	for _, dir := range c.directories() {
+	for _, dir := range c.Directories() {
 		if err := writeCgroupFile(filepath.Join(dir, "cgroup.procs"), strconv.Itoa(pid)); err != nil {
 			return fmt.Errorf("move pid %d into cgroup: %w", pid, err)
 		}

@@ -43,7 +43,7 @@ func TestLoadPathFromText(t *testing.T) {
 		t.Errorf("v1 dirs = %v", c.dirs)
 	}
 	// cpu and cpuacct share a directory: it is made once.
-	if dirs := c.directories(); len(dirs) != 4 {
+	if dirs := c.Directories(); len(dirs) != 4 {
 		t.Errorf("directories = %v, want memory, cpu,cpuacct, pids, blkio", dirs)
 	}
 	child, err := c.Child("sb1")
@@ -78,7 +78,7 @@ func TestPodCgroupV1Real(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	removePod, err := pod.Create()
+	podMade, err := pod.Create()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,17 +86,17 @@ func TestPodCgroupV1Real(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	removeLeaf, err := leaf.Create()
+	leafMade, err := leaf.Create()
 	if err != nil {
-		removePod()
+		RemoveDirs(podMade)
 		t.Fatal(err)
 	}
 	p := startHeld(t, "sleep", "1000")
 	t.Cleanup(func() {
-		for _, dir := range append(leaf.directories(), pod.directories()...) {
+		for _, dir := range append(leaf.Directories(), pod.Directories()...) {
 			removeTestCgroup(t, dir)
 		}
-		for _, dir := range pod.directories() {
+		for _, dir := range pod.Directories() {
 			removeTestCgroup(t, filepath.Dir(dir))
 		}
 	})
@@ -129,22 +129,25 @@ func TestPodCgroupV1Real(t *testing.T) {
 	}
 	// Removal needs the cgroups empty: the process goes back to each
 	// hierarchy's root.
-	if err := removeLeaf(); err == nil {
+	if err := RemoveDirs(leafMade); err == nil {
 		t.Fatal("removed a cgroup that holds a process")
 	}
-	for _, dir := range leaf.directories() {
+	for _, dir := range leaf.Directories() {
 		root := strings.TrimSuffix(dir, "/"+top+"/pod/sandbox")
 		if err := os.WriteFile(filepath.Join(root, "cgroup.procs"), []byte(fmt.Sprint(p.pid)), 0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := removeLeaf(); err != nil {
+	if err := RemoveDirs(leafMade); err != nil {
 		t.Fatal(err)
 	}
-	if err := removePod(); err != nil {
+	if n := len(pod.Directories()); len(podMade) != 2*n || len(leafMade) != n {
+		t.Errorf("made %v and %v: want both levels of the pod, and the leaf, in each of %d hierarchies", podMade, leafMade, n)
+	}
+	if err := RemoveDirs(podMade); err != nil {
 		t.Fatal(err)
 	}
-	for _, dir := range pod.directories() {
+	for _, dir := range pod.Directories() {
 		if _, err := os.Stat(filepath.Dir(dir)); !os.IsNotExist(err) {
 			t.Errorf("%s left: %v", filepath.Dir(dir), err)
 		}
