@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,15 +30,20 @@ type record struct {
 	// pod's process, so that a pid reused since is never killed.
 	Pid      int    `json:"pid,omitempty"`
 	PidStart uint64 `json:"pidStart,omitempty"`
-	// Cgroups are the directories the shim made, parents first.
-	Cgroups []string `json:"cgroups,omitempty"`
+	// Leaf is the pod process's cgroup; Parents the directories of the
+	// pod's cgroup the shim made, parents first.
+	Leaf    []string `json:"leaf,omitempty"`
+	Parents []string `json:"parents,omitempty"`
 }
 
 func (sb *sandbox) record() record {
 	r := record{ID: sb.id, Bundle: sb.bundle}
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
-	r.Cgroups = sb.madeCgroups
+	r.Parents = sb.parentsMade
+	if sb.leaf != nil {
+		r.Leaf = sb.leaf.Directories()
+	}
 	if sb.proc != nil {
 		r.Pid = sb.proc.pid
 		r.PidStart, _ = startTime(r.Pid)
@@ -142,9 +148,10 @@ func Cleanup(ctx context.Context, c CleanupConfig) (ok bool, err error) {
 			errs = append(errs, err)
 		}
 	}
-	if err := removeCgroups(ctx, r.Cgroups); err != nil {
+	if err := removeLeaf(ctx, r.Leaf); err != nil {
 		errs = append(errs, err)
 	}
+	removeParents(r.Parents)
 	if err := removeRecord(dir); err != nil {
 		errs = append(errs, err)
 	}
@@ -192,9 +199,9 @@ func isZombie(pid int) bool {
 	return i >= 0 && len(data) > i+2 && data[i+2] == 'Z'
 }
 
-// removeCgroups removes the cgroups the shim made, deepest first. A cgroup
-// still emptying (a process just killed) is retried for a while.
-func removeCgroups(ctx context.Context, dirs []string) error {
+// removeLeaf removes the pod process's cgroup. One still emptying (its
+// process just killed) is retried for a while.
+func removeLeaf(ctx context.Context, dirs []string) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	for {
@@ -206,6 +213,17 @@ func removeCgroups(ctx context.Context, dirs []string) error {
 		case <-ctx.Done():
 			return err
 		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// removeParents removes the directories of the pod's cgroup the shim made,
+// deepest first, as long as nothing else uses them: another pod may have
+// the same cgroup parent, a container's cgroup may still be in it.
+func removeParents(dirs []string) {
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := cgroup.RemoveDirs(dirs[i : i+1]); err != nil {
+			slog.Debug("the pod's cgroup stays: in use", "cgroup", dirs[i], "error", err)
 		}
 	}
 }

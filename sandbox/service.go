@@ -119,10 +119,11 @@ type sandbox struct {
 	// or it was stopped or shut down before it ran.
 	ended     chan struct{}
 	endedOnce sync.Once
-	// podCgroup is the pod's cgroup (nil: none), leaf the pod process's;
-	// madeCgroups are the directories the shim made, to remove, in order.
+	// podCgroup is the pod's cgroup (nil: none), leaf the pod process's
+	// (nil once removed); parentsMade are the directories of the pod's
+	// cgroup (and above) the shim made, to remove once nothing uses them.
 	podCgroup, leaf *cgroup.Cgroup
-	madeCgroups     []string
+	parentsMade     []string
 }
 
 // podProcess is the pod's own process.

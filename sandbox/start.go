@@ -80,12 +80,11 @@ func (s *Service) start(sb *sandbox) (retErr error) {
 		if made, err = podCg.Create(); err != nil {
 			return fmt.Errorf("cgroup of sandbox %s: %w", sb.id, err)
 		}
-		undo.push(func() error { return cgroup.RemoveDirs(made) })
-		leafMade, err := leaf.Create()
-		if err != nil {
+		undo.push(func() error { removeParents(made); return nil })
+		if _, err := leaf.Create(); err != nil {
 			return fmt.Errorf("cgroup of sandbox %s's process: %w", sb.id, err)
 		}
-		made = append(made, leafMade...)
+		undo.push(func() error { return removeLeaf(context.Background(), leaf.Directories()) })
 	}
 
 	if err := fault.Check("sandbox.process"); err != nil {
@@ -121,15 +120,15 @@ func (s *Service) start(sb *sandbox) (retErr error) {
 	setOOMScoreAdj(pid, podOOMScoreAdj)
 
 	sb.mu.Lock()
-	sb.proc, sb.podCgroup, sb.leaf, sb.madeCgroups = proc, podCg, leaf, made
+	sb.proc, sb.podCgroup, sb.leaf, sb.parentsMade = proc, podCg, leaf, made
 	sb.mu.Unlock()
 	undo.push(func() error {
 		sb.mu.Lock()
-		sb.proc, sb.podCgroup, sb.leaf, sb.madeCgroups = nil, nil, nil, nil
+		sb.proc, sb.podCgroup, sb.leaf, sb.parentsMade = nil, nil, nil, nil
 		sb.mu.Unlock()
 		return nil
 	})
-	if err := fault.Check("sandbox.record"); err != nil {
+	if err := fault.Check("sandbox.start-record"); err != nil {
 		return err
 	}
 	if err := saveRecord(sb.dir, sb.record()); err != nil {

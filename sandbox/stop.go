@@ -9,7 +9,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/podv2/containerd-shim-pod-v2/cgroup"
 	"github.com/podv2/containerd-shim-pod-v2/pod"
 	"github.com/podv2/containerd-shim-pod-v2/sandbox/api"
 )
@@ -60,34 +59,14 @@ func (s *Service) stop(ctx context.Context, sb *sandbox, timeout time.Duration) 
 	if leaf != nil {
 		// The pod cgroup itself stays (its containers' cgroups may still be
 		// in it) until ShutdownSandbox.
-		sb.mu.Lock()
-		made := sb.madeCgroups
-		var leafMade, rest []string
-		for _, d := range made {
-			if isLeafDir(leaf, d) {
-				leafMade = append(leafMade, d)
-			} else {
-				rest = append(rest, d)
-			}
-		}
-		sb.mu.Unlock()
-		if err := removeCgroups(ctx, leafMade); err != nil {
+		if err := removeLeaf(ctx, leaf.Directories()); err != nil {
 			return fmt.Errorf("cgroup of sandbox %s's process: %w", sb.id, err)
 		}
 		sb.mu.Lock()
-		sb.madeCgroups, sb.leaf = rest, nil
+		sb.leaf = nil
 		sb.mu.Unlock()
 	}
 	return nil
-}
-
-func isLeafDir(leaf *cgroup.Cgroup, dir string) bool {
-	for _, d := range leaf.Directories() {
-		if d == dir {
-			return true
-		}
-	}
-	return false
 }
 
 // kill signals the pod's process and waits until it is reaped.
@@ -135,11 +114,9 @@ func (s *Service) shutdown(ctx context.Context, sb *sandbox) error {
 		}
 	}
 	sb.mu.Lock()
-	made := sb.madeCgroups
+	made := sb.parentsMade
 	sb.mu.Unlock()
-	if err := removeCgroups(ctx, made); err != nil {
-		errs = append(errs, err)
-	}
+	removeParents(made)
 	if err := removeRecord(sb.dir); err != nil {
 		errs = append(errs, err)
 	}
