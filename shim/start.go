@@ -72,7 +72,7 @@ func start(ctx context.Context, h Handlers, cfg *Config, stdin io.Reader, stdout
 		return err
 	}
 	if in.params != nil {
-		out, err := bootstrapResult(address)
+		out, err := bootstrapResult(address, bootstrapVersion())
 		if err != nil {
 			return fmt.Errorf("marshal bootstrap result: %w", err)
 		}
