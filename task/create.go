@@ -89,7 +89,7 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	c.killAllOnExit = !ownPidNamespace(spec)
 	if len(r.Rootfs) > 0 {
 		target := filepath.Join(bundle, "rootfs")
-		if err := mountRootfs(r.Rootfs, target); err != nil {
+		if err := mountRootfs(r.Rootfs, target, usernsOf(spec)); err != nil {
 			return nil, fmt.Errorf("mount rootfs of %s: %w", r.ID, err)
 		}
 		c.rootfs = target

@@ -17,8 +17,9 @@ import (
 // with a Target goes where that path leads inside the rootfs as mounted so
 // far (see mountPoint): the image is hostile, and a symlink in it, or one an
 // earlier mount brought in, must not send a mount onto the host. What was
-// mounted is undone if one fails.
-func mountRootfs(mounts []*types.Mount, target string) (retErr error) {
+// mounted is undone if one fails. userns is the container's user namespace,
+// for id-mapped layers (see rootfs_idmap.go).
+func mountRootfs(mounts []*types.Mount, target string, userns idmapUserns) (retErr error) {
 	if err := os.MkdirAll(target, 0o711); err != nil {
 		return fmt.Errorf("create rootfs dir: %w", err)
 	}
@@ -34,7 +35,7 @@ func mountRootfs(mounts []*types.Mount, target string) (retErr error) {
 	}()
 	for _, m := range mounts {
 		mp := mountPoint{rootfs: target, path: filepath.Clean("/" + m.Target)}
-		if err := mountOne(m, mp); err != nil {
+		if err := mountOne(m, mp, userns); err != nil {
 			return err
 		}
 		done = append(done, mp)
@@ -103,16 +104,25 @@ func parseMountOptions(options []string) (flags, propagation uintptr, data []str
 	return flags, propagation, data
 }
 
-func mountOne(m *types.Mount, mp mountPoint) error {
+func mountOne(m *types.Mount, mp mountPoint, userns idmapUserns) error {
 	flags, propagation, data := parseMountOptions(m.Options)
 	typ := m.Type
 	if flags&unix.MS_BIND != 0 || typ == "bind" {
 		typ = ""
 		flags |= unix.MS_BIND
 	}
+	data, uidmap, gidmap := idmapOptions(data)
+	if (uidmap != "" || gidmap != "") && (typ != "overlay" || uidmap == "" || gidmap == "") {
+		return fmt.Errorf("mount %s %s on %s (options %q): id-mapping is supported for overlay layers with both uidmap and gidmap",
+			m.Type, m.Source, mp, strings.Join(m.Options, ","))
+	}
 	joined := strings.Join(data, ",")
 	err := mp.do(true, func(dest string) error {
-		if typ == "overlay" && len(joined) > unix.Getpagesize()-512 {
+		switch {
+		case uidmap != "":
+			// The id-mapped layers are mounted next to the rootfs, in the bundle.
+			return mountIDMappedOverlay(m.Source, dest, filepath.Dir(mp.rootfs), flags, data, uidmap, gidmap, userns)
+		case typ == "overlay" && len(joined) > unix.Getpagesize()-512:
 			return mountOverlayRelative(m.Source, dest, flags, data)
 		}
 		return unix.Mount(m.Source, dest, typ, flags, joined)

@@ -148,7 +148,7 @@ func TestMountTargetsStayInsideRootfs(t *testing.T) {
 				mounts = append(mounts, &types.Mount{Type: "bind", Source: layer, Target: "/mnt", Options: []string{"rbind", "rw"}})
 			}
 			mounts = append(mounts, &types.Mount{Type: "tmpfs", Source: "tmpfs", Target: target, Options: []string{"size=1m"}})
-			err := mountRootfs(mounts, rootfs)
+			err := mountRootfs(mounts, rootfs, idmapUserns{})
 
 			checkOutside := func() {
 				t.Helper()
@@ -181,7 +181,7 @@ func TestMountTargetsStayInsideRootfs(t *testing.T) {
 			// A later mount that fails undoes the ones through the symlink,
 			// inside the rootfs, and the host directory is still untouched.
 			failing := append(slices.Clone(mounts), &types.Mount{Type: "bind", Source: filepath.Join(dir, "missing"), Target: "/x", Options: []string{"rbind"}})
-			if err := mountRootfs(failing, rootfs); err == nil {
+			if err := mountRootfs(failing, rootfs, idmapUserns{}); err == nil {
 				t.Fatal("a mount of a missing source succeeded")
 			}
 			checkOutside()
@@ -217,7 +217,7 @@ func TestMountPlainTargets(t *testing.T) {
 		{Type: "tmpfs", Source: "tmpfs", Target: "etc", Options: []string{"size=1m"}},
 		{Type: "bind", Source: data, Target: "/var/lib/data", Options: []string{"rbind", "ro"}},
 		{Type: "tmpfs", Source: "tmpfs", Target: "/var/lib/data/../../run", Options: []string{"size=1m", "nosuid"}},
-	}, rootfs)
+	}, rootfs, idmapUserns{})
 	if err != nil {
 		t.Fatalf("mountRootfs: %v", err)
 	}

@@ -85,7 +85,7 @@ func TestMountOverlayManyLayers(t *testing.T) {
 		t.Fatalf("test options only %d bytes, want more than a page", n)
 	}
 	target := filepath.Join(dir, "bundle", "rootfs")
-	if err := mountRootfs([]*types.Mount{{Type: "overlay", Source: "overlay", Options: opts}}, target); err != nil {
+	if err := mountRootfs([]*types.Mount{{Type: "overlay", Source: "overlay", Options: opts}}, target, idmapUserns{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unmountAll(target) })
@@ -116,7 +116,7 @@ func TestMountBindReadOnlyAndUndo(t *testing.T) {
 		t.Fatal(err)
 	}
 	target := filepath.Join(dir, "rootfs")
-	if err := mountRootfs([]*types.Mount{{Type: "bind", Source: src, Options: []string{"rbind", "ro"}}}, target); err != nil {
+	if err := mountRootfs([]*types.Mount{{Type: "bind", Source: src, Options: []string{"rbind", "ro"}}}, target, idmapUserns{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unmountAll(target) })
@@ -129,7 +129,7 @@ func TestMountBindReadOnlyAndUndo(t *testing.T) {
 	err := mountRootfs([]*types.Mount{
 		{Type: "bind", Source: src, Options: []string{"rbind"}},
 		{Type: "bind", Source: filepath.Join(dir, "missing"), Target: "/sub", Options: []string{"rbind"}},
-	}, target)
+	}, target, idmapUserns{})
 	if err == nil {
 		t.Fatal("mount of a missing source succeeded")
 	}
