@@ -53,10 +53,47 @@ func (s *Service) SandboxStatus(ctx context.Context, r *api.SandboxStatusRequest
 		}
 	}
 	if r.GetVerbose() {
-		resp.Info = map[string]string{"pod": sb.pod.ID(), "stateDir": sb.dir, "bundle": sb.bundle}
+		info, err := sb.verboseInfoLocked()
+		if err != nil {
+			return nil, toRPC(err)
+		}
+		resp.Info = map[string]string{"info": info}
 	}
 	return resp, nil
 }
+
+// verboseInfoLocked is SandboxStatus's verbose info, under the key "info", as
+// CRI's pause controller writes it (crictl inspectp shows it, and CRI
+// decodes it to add the pod's resources): the pod process's pid and state,
+// the runtime type, the sandbox's spec.
+func (sb *sandbox) verboseInfoLocked() (string, error) {
+	info := struct {
+		Pid         uint32          `json:"pid"`
+		Status      string          `json:"processStatus"`
+		NetNSClosed bool            `json:"netNamespaceClosed"`
+		RuntimeType string          `json:"runtimeType"`
+		RuntimeSpec json.RawMessage `json:"runtimeSpec,omitempty"`
+	}{RuntimeType: runtimeType}
+	switch sb.state {
+	case running:
+		info.Status = "running"
+	case stopped:
+		info.Status = "stopped"
+	default:
+		info.Status = "created"
+	}
+	if sb.proc != nil {
+		info.Pid = uint32(sb.proc.pid)
+		if spec, err := sb.specLocked(); err == nil {
+			info.RuntimeSpec = spec.Value
+		}
+	}
+	data, err := json.Marshal(info)
+	return string(data), err
+}
+
+// runtimeType is this runtime's name.
+const runtimeType = "io.containerd.pod.v2"
 
 // WaitSandbox waits until the sandbox runs no more: its process ended, or it
 // was stopped.

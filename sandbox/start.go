@@ -191,15 +191,21 @@ func setOOMScoreAdj(pid, score int) {
 // namespaces, cgroup and sysctls.
 func (sb *sandbox) spec() (*anypb.Any, error) {
 	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	return sb.specLocked()
+}
+
+func (sb *sandbox) specLocked() (*anypb.Any, error) {
 	pid := 0
 	if sb.proc != nil {
 		pid = sb.proc.pid
 	}
 	leaf := ""
 	if sb.leaf != nil {
-		leaf, _ = cgroup.CgroupfsPath(filepath.Join(sb.plan.CgroupParent, sb.id))
+		if parent, err := cgroup.CgroupfsPath(sb.plan.CgroupParent); err == nil {
+			leaf = filepath.Join(parent, sb.id)
+		}
 	}
-	sb.mu.Unlock()
 	p := sb.plan
 	spec := &specs.Spec{
 		Version:     specs.Version,
