@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -57,8 +58,10 @@ func TestREADMEConfig(t *testing.T) {
 		var cfg struct {
 			Containerd struct {
 				Runtimes map[string]struct {
-					Type    string         `json:"runtimeType"`
-					Options map[string]any `json:"options"`
+					Type                  string         `json:"runtimeType"`
+					Sandboxer             string         `json:"sandboxer"`
+					DisablePauseImagePull bool           `json:"disablePauseImagePull"`
+					Options               map[string]any `json:"options"`
 				} `json:"runtimes"`
 			} `json:"containerd"`
 		}
@@ -79,6 +82,19 @@ func TestREADMEConfig(t *testing.T) {
 				continue
 			}
 			k, v = strings.TrimSpace(k), strings.Trim(strings.TrimSpace(v), `"`)
+			// Keys of the runtime itself (containerd 2.x), not of its options.
+			switch k {
+			case "sandboxer":
+				if pod.Sandboxer != v {
+					t.Errorf("sandboxer: CRI has %q, the README says %q", pod.Sandboxer, v)
+				}
+				continue
+			case "disable_pause_image_pull":
+				if fmt.Sprint(pod.DisablePauseImagePull) != v {
+					t.Errorf("disable_pause_image_pull: CRI has %v, the README says %s", pod.DisablePauseImagePull, v)
+				}
+				continue
+			}
 			got, ok := pod.Options[k]
 			if !ok {
 				t.Errorf("option %s of the README is not in CRI's config: %v", k, pod.Options)

@@ -46,11 +46,17 @@ func ForEachCRI(t *testing.T, fn func(t *testing.T, c *CRI)) {
 // waits until CRI reports its runtime and network ready. Everything goes when t ends.
 func StartCRI(t testing.TB, f Flavour) *CRI {
 	t.Helper()
+	return StartCRIWith(t, f, nil)
+}
+
+// StartCRIWith is StartCRI with env added to containerd's environment (and so its shims').
+func StartCRIWith(t testing.TB, f Flavour, env []string) *CRI {
+	t.Helper()
 	crictl := CrictlPath(t)
 	if !Exists(filepath.Join(CNIBinDir, "bridge")) {
 		t.Fatalf("%s/bridge is missing: install containernetworking-plugins with scripts/deps.sh (make deps)", CNIBinDir)
 	}
-	c := &CRI{Containerd: Start(t, f, Options{CRI: true, NoImage: true}), CrictlBin: crictl, Handler: "runc"}
+	c := &CRI{Containerd: Start(t, f, Options{CRI: true, NoImage: true, Env: env}), CrictlBin: crictl, Handler: "runc"}
 	if IsOurs(c.Runtime) {
 		c.Handler = "pod"
 	}

@@ -20,7 +20,7 @@ func PodProcesses() []Process {
 // PodDir is the state directory our shim keeps for the pod of group key (a sandbox id for a sandbox) in namespace
 // ns of this daemon: it is named after the shim's socket.
 func (c *Containerd) PodDir(ns, key string) string {
-	return PodStateDir(ns, filepath.Base(shimSocketPath(c.Address, ns, key)))
+	return PodStateDir(c.Address, ns, key)
 }
 
 // SandboxBundle is the bundle containerd made for sandbox id in namespace ns.
