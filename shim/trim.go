@@ -12,8 +12,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// idleTrimDelay is how long the shim must be idle before it trims.
-const idleTrimDelay = time.Second
+// idleTrimDelay is how long the shim must be idle before it trims. Short
+// enough that a shim polled every second (containerd 2.4 reads each
+// sandbox's metrics, kubelet each container's stats) trims between polls:
+// at 1 s it never did, and held what the last poll's garbage grew its heap
+// to (7.4 MB PSS per pod of 20, against 4.5 MB with 200 ms). A trim is one
+// garbage collection of a heap of about 1 MB and one madvise.
+const idleTrimDelay = 200 * time.Millisecond
 
 // trimmer gives memory back once the shim has been idle for a while: the
 // pages of its own binary that serving touched (start-up, protobuf
