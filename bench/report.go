@@ -55,9 +55,10 @@ func renderReport(rows []row, shim string, n, big int) string {
 		met := ""
 		if r.target != "" {
 			var limit float64
-			fmt.Sscanf(strings.TrimPrefix(r.target, "<= "), "%g", &limit)
+			atLeast := strings.HasPrefix(r.target, ">= ")
+			fmt.Sscanf(strings.TrimPrefix(strings.TrimPrefix(r.target, "<= "), ">= "), "%g", &limit)
 			met = "yes"
-			if r.ratio > limit {
+			if (!atLeast && r.ratio > limit) || (atLeast && r.ratio < limit) {
 				met = "no"
 			}
 		}
