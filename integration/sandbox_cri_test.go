@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/podv2/containerd-shim-pod-v2/integration/harness"
@@ -279,5 +282,44 @@ func TestCRISandboxBootstrapV2(t *testing.T) {
 		}
 		c.RemovePod(t, pod)
 		checkCRISandboxGone(t, c, pod, pid, a)
+	})
+}
+
+// UpdatePodSandboxResources (containerd 2.4, pod resize): the pod's new resources plus its overhead go to the pod
+// cgroup.
+func TestCRISandboxUpdateResources(t *testing.T) {
+	forEachCRI2x(t, nil, func(t *testing.T, c *harness.CRI) {
+		cfg := sandboxPodConfig(c, "resize")
+		pod := c.RunPod(t, cfg)
+		pid := podPid(t, c, pod)
+		conn, err := grpc.NewClient("unix://"+c.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err = runtimeapi.NewRuntimeServiceClient(conn).UpdatePodSandboxResources(ctx, &runtimeapi.UpdatePodSandboxResourcesRequest{
+			PodSandboxId: pod.ID,
+			Overhead:     &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 1 << 20, CpuShares: 2},
+			Resources:    &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, CpuShares: 512, CpuPeriod: 100000, CpuQuota: 50000},
+		})
+		if err != nil {
+			t.Fatalf("UpdatePodSandboxResources: %v", err)
+		}
+		parent := cfg.Linux.CgroupParent
+		for file, want := range map[string]string{
+			"/sys/fs/cgroup/memory" + parent + "/memory.limit_in_bytes": fmt.Sprint(65 << 20),
+			"/sys/fs/cgroup/cpu" + parent + "/cpu.shares":               "514",
+			"/sys/fs/cgroup/cpu" + parent + "/cpu.cfs_period_us":        "100000",
+			"/sys/fs/cgroup/cpu" + parent + "/cpu.cfs_quota_us":         "50000",
+		} {
+			got, err := os.ReadFile(file)
+			if err != nil || strings.TrimSpace(string(got)) != want {
+				t.Errorf("%s = %q, %v; want %s", file, got, err, want)
+			}
+		}
+		c.RemovePod(t, pod)
+		checkCRISandboxGone(t, c, pod, pid)
 	})
 }

@@ -163,10 +163,11 @@ func (s *Service) SandboxMetrics(ctx context.Context, r *api.SandboxMetricsReque
 
 // updatedResourcesType is the extension CRI's UpdatePodSandboxResources
 // puts on the sandbox (containerd 2.4): JSON of {Overhead, Resources}, each
-// a LinuxContainerResources.
+// a LinuxContainerResources. The type URL is typeurl's join of the
+// registered prefix and name, with a slash.
 const (
 	updatedResourcesKey  = "updated-resources"
-	updatedResourcesType = "io.containerd.cri.v1.UpdatedResources"
+	updatedResourcesType = "io.containerd.cri.v1/UpdatedResources"
 )
 
 // UpdateSandbox applies the pod's new resources (and overhead) to the pod
@@ -180,7 +181,7 @@ func (s *Service) UpdateSandbox(ctx context.Context, r *api.UpdateSandboxRequest
 	if ext == nil {
 		return &api.UpdateSandboxResponse{}, nil
 	}
-	if typeName(ext.GetTypeUrl()) != updatedResourcesType {
+	if ext.GetTypeUrl() != updatedResourcesType {
 		return nil, toRPC(invalidf("extension %s of type %q: want %s", updatedResourcesKey, ext.GetTypeUrl(), updatedResourcesType))
 	}
 	var upd struct {
@@ -208,13 +209,4 @@ func (s *Service) UpdateSandbox(ctx context.Context, r *api.UpdateSandboxRequest
 		return nil, toRPC(fmt.Errorf("update the cgroup of sandbox %s: %w", sb.id, err))
 	}
 	return &api.UpdateSandboxResponse{}, nil
-}
-
-func typeName(typeURL string) string {
-	for i := len(typeURL) - 1; i >= 0; i-- {
-		if typeURL[i] == '/' {
-			return typeURL[i+1:]
-		}
-	}
-	return typeURL
 }
