@@ -1,14 +1,20 @@
 package integration
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/containerd/v2/core/sandbox"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/containerd/ttrpc"
 
 	"github.com/podv2/containerd-shim-pod-v2/integration/harness"
 )
@@ -124,6 +130,28 @@ func TestCtrSandbox(t *testing.T) {
 		if err != nil || !strings.Contains(string(status), fmt.Sprintf("NSpid:\t%d\t1\n", pid)) {
 			t.Fatalf("the pod's process is not pid 1 of its PID namespace: %v\n%s", err, status)
 		}
+		// What containerd asks after a restart: Connect and Pids of the sandbox id answer with the pod's process;
+		// State of it is NotFound (the sandbox is not a task).
+		conn, err := net.Dial("unix", strings.TrimPrefix(c.ShimSocketAddress(id), "unix://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc := &harness.TaskClient{Client: ttrpc.NewClient(conn), Service: harness.TaskServiceV3}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if r, err := tc.Connect(ctx, &taskapi.ConnectRequest{ID: id}); err != nil || int(r.TaskPid) != pid {
+			t.Errorf("task Connect(%s) = %v, %v; want task pid %d", id, r, err, pid)
+		}
+		var pids taskapi.PidsResponse
+		if err := tc.Client.Call(ctx, harness.TaskServiceV3, "Pids", &taskapi.PidsRequest{ID: id}, &pids); err != nil ||
+			len(pids.Processes) != 1 || int(pids.Processes[0].Pid) != pid {
+			t.Errorf("task Pids(%s) = %v, %v; want [%d]", id, pids.Processes, err, pid)
+		}
+		if _, err := tc.State(ctx, &taskapi.StateRequest{ID: id}); !errdefs.IsNotFound(errgrpc.ToNative(err)) {
+			t.Errorf("task State(%s) = %v, want NotFound", id, err)
+		}
+		cancel()
+		tc.Client.Close()
+
 		cgroups, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
 		if want := "/" + c.Namespace + "/" + id + "/" + id; !strings.Contains(string(cgroups), ":memory:"+want+"\n") {
 			t.Errorf("the pod's process is not in cgroup %s:\n%s", want, cgroups)
