@@ -103,8 +103,8 @@ func TestCRISandboxPod(t *testing.T) {
 		if !subnetHas(c.CNI.Subnet, "inet "+status.Status.Network.IP+"/32") {
 			t.Errorf("pod IP %q is not of %s", status.Status.Network.IP, c.CNI.Subnet)
 		}
-		if pp := harness.PodProcesses(); len(pp) == 0 || pp[len(pp)-1].Cmdline[0] != harness.PodProcessMarker {
-			t.Errorf("no pod process: %v", pp)
+		if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err != nil || !strings.HasPrefix(string(cmdline), harness.PodProcessMarker+"\x00") {
+			t.Errorf("pid %d CRI reports for the pod is not the pod's own process: %q, %v", pid, cmdline, err)
 		}
 
 		a := c.RunContainer(t, pod, c.ContainerConfig(cfg, "a", "sh", "-c", "echo hello from a; exec sleep 1000"))

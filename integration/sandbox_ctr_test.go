@@ -123,7 +123,7 @@ func TestCtrSandbox(t *testing.T) {
 			t.Fatalf("status = %+v, want SANDBOX_READY with a pid", st)
 		}
 		pid := int(st.Pid)
-		if pp := harness.PodProcesses(); len(pp) != 1 || pp[0].PID != pid {
+		if pp := c.PodProcessesOfNamespace(); len(pp) != 1 || pp[0].PID != pid {
 			t.Fatalf("pod processes %v, want the one of pid %d", pp, pid)
 		}
 		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
