@@ -87,6 +87,11 @@ func planFromCRI(c *podSandboxConfig, netnsPath, hostHostname string) (*plan, er
 		p.Namespaces.NetPath = netnsPath
 	}
 	if !c.DNS.empty() {
+		for _, v := range slices.Concat(c.DNS.Servers, c.DNS.Searches, c.DNS.Options) {
+			if strings.ContainsAny(v, "\n\x00") || strings.TrimSpace(v) == "" {
+				return nil, invalidf("DNS config entry %q: empty, or holds a newline or NUL", v)
+			}
+		}
 		dns := c.DNS
 		p.DNS = &dns
 	}

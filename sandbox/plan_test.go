@@ -75,6 +75,7 @@ func TestPlanFromCRI(t *testing.T) {
 		{"not namespaced", "/n", "not of a namespace the pod has", podSandboxConfig{Sysctls: map[string]string{"vm.swappiness": "1"}}},
 		{"empty mapping", "/n", "length 0", podSandboxConfig{Userns: &usernsOptions{UIDs: []idMapping{{}}, GIDs: []idMapping{{Length: 1}}}}},
 		{"no gid mapping", "/n", "without gid mappings", podSandboxConfig{Userns: &usernsOptions{UIDs: []idMapping{{Length: 1}}}}},
+		{"resolv.conf injection", "/n", "holds a newline", podSandboxConfig{DNS: dnsConfig{Servers: []string{"10.0.0.1\nnameserver 6.6.6.6"}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := planFromCRI(&tc.cfg, tc.netns, "h")
