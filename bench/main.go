@@ -23,7 +23,7 @@ func main() {
 	big := flag.Int("big", 3, "pairs for the 1 GiB measurements")
 	shimBin := flag.String("shim", "bin/containerd-shim-pod-v2", "the shim binary to measure")
 	out := flag.String("out", "docs/BENCHMARKS.md", "where to write the report")
-	only := flag.String("only", "", "run only the groups matching this regexp (run, exec, stdout, stdin, memory, share, podns); the report is printed, not written")
+	only := flag.String("only", "", "run only the groups matching this regexp (run, exec, stdout, stdin, memory, share, podns, sandbox); the report is printed, not written")
 	flag.Parse()
 	var onlyRE *regexp.Regexp
 	if *only != "" {

@@ -94,6 +94,7 @@ var groups = []group{
 	{"memory", (*bench).memory},
 	{"share", (*bench).share},
 	{"podns", (*bench).podNamespaces},
+	{"sandbox", (*bench).sandbox},
 }
 
 func measureAll(d *daemon, n, big int, only *regexp.Regexp) ([]row, error) {

@@ -55,9 +55,10 @@ func renderReport(rows []row, shim string, n, big int) string {
 		met := ""
 		if r.target != "" {
 			var limit float64
-			fmt.Sscanf(strings.TrimPrefix(r.target, "<= "), "%g", &limit)
+			atLeast := strings.HasPrefix(r.target, ">= ")
+			fmt.Sscanf(strings.TrimPrefix(strings.TrimPrefix(r.target, "<= "), ">= "), "%g", &limit)
 			met = "yes"
-			if r.ratio > limit {
+			if (!atLeast && r.ratio > limit) || (atLeast && r.ratio < limit) {
 				met = "no"
 			}
 		}
@@ -87,4 +88,11 @@ const whereTimeGoes = `
 - Memory: a second after its last request the shim drops the pages of its own binary that it is not using from its
   page tables and returns freed heap to the kernel, so an idle shim holds little more than its goroutines and the
   Go runtime. The reference shim keeps what it touched.
+- Kubernetes pods (containerd 2.4 with CRI, both handlers under one daemon): ours is the pod's sandbox, so a pod is
+  CNI, the shim's start and its own process (a few pages, no image, no runc); the reference pulls nothing but
+  prepares the pause image's snapshot and runs it with runc. CNI's bridge setup is the same for both and bounds the
+  ratios. Memory per pod counts each pod's shim and its own process or pause (busybox's sleep here, no registry
+  being reachable; the real pause is about as small). Polled every second, a shim never idles for the trim: what
+  it holds is what its heap grows to between collections, which GOGC 25 keeps small (5.3 MB, against 7.1 MB with
+  the default); trimming after every poll would hold 4.5 MB at 2.6 times the reference's CPU.
 `

@@ -15,8 +15,8 @@ import (
 )
 
 // The README's config.toml snippets register the runtime with CRI: containerd 1.6 (`version = 2`) and 2.4
-// (`version = 3`) load them, and CRI reports a runtime handler "pod" with the runtime type, the runtime path (the
-// shim under test in place of the README's install path), the pod annotations and the options the README sets.
+// (`version = 3`) load them, and CRI reports a runtime handler "pod" of our runtime type with the pod annotations,
+// the sandboxer (2.x) and the options the README sets.
 // (The other tests load the same snippet with CRI disabled, where it only has to parse; the CRI tests run on it.)
 func TestREADMEConfig(t *testing.T) {
 	harness.ForEachWith(t, harness.Options{CRI: true, NoImage: true}, func(t *testing.T, c *harness.Containerd) {
@@ -58,10 +58,12 @@ func TestREADMEConfig(t *testing.T) {
 		var cfg struct {
 			Containerd struct {
 				Runtimes map[string]struct {
-					Type           string         `json:"runtimeType"`
-					Path           string         `json:"runtimePath"`
-					PodAnnotations []string       `json:"PodAnnotations"`
-					Options        map[string]any `json:"options"`
+					Type                  string         `json:"runtimeType"`
+					Path                  string         `json:"runtimePath"`
+					PodAnnotations        []string       `json:"PodAnnotations"`
+					Sandboxer             string         `json:"sandboxer"`
+					DisablePauseImagePull bool           `json:"disablePauseImagePull"`
+					Options               map[string]any `json:"options"`
 				} `json:"runtimes"`
 			} `json:"containerd"`
 		}
@@ -97,8 +99,10 @@ func TestREADMEConfig(t *testing.T) {
 				got = strings.Trim(toString(o), `"`)
 			case k == "runtime_type":
 				got = pod.Type
-			case k == "runtime_path":
-				got, v = pod.Path, harness.ShimPath(t)
+			case k == "sandboxer":
+				got = pod.Sandboxer
+			case k == "disable_pause_image_pull":
+				got = toString(pod.DisablePauseImagePull)
 			case k == "pod_annotations":
 				got = toString(pod.PodAnnotations)
 				v = strings.ReplaceAll(v, " ", "")
@@ -110,13 +114,13 @@ func TestREADMEConfig(t *testing.T) {
 				t.Errorf("%s: CRI has %s, the README says %s", k, got, v)
 			}
 		}
-		// containerd 2.x: runc's type and the shim's path (user-namespaced pods need runc's options); 1.6: our type,
-		// since 1.6.20 does not pass runtime_path on (see the README).
+		// Our runtime type, found on $PATH, everywhere; on 2.x the shim is the sandbox, with no options table (a
+		// user-namespaced container's task options would not decode: see the README).
 		switch {
-		case c.Flavour.Is16() && (pod.Type != harness.RuntimePod || pod.Path != ""):
+		case pod.Type != harness.RuntimePod || pod.Path != "":
 			t.Errorf("handler pod: runtime type %q, path %q; want %s found on $PATH", pod.Type, pod.Path, harness.RuntimePod)
-		case !c.Flavour.Is16() && (pod.Type != harness.RuntimeRunc || pod.Path != harness.ShimPath(t)):
-			t.Errorf("handler pod: runtime type %q, path %q; want %s with runtime_path the shim", pod.Type, pod.Path, harness.RuntimeRunc)
+		case !c.Flavour.Is16() && (pod.Sandboxer != "shim" || len(pod.Options) != 0):
+			t.Errorf("handler pod on containerd 2.x: sandboxer %q, options %v; want the shim as sandboxer and no options", pod.Sandboxer, pod.Options)
 		}
 		t.Logf("CRI runtime handler pod: %+v", pod)
 	})

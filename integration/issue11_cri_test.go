@@ -114,7 +114,7 @@ func TestCRIReadOnlyVolumes(t *testing.T) {
 			}
 			extra := fmt.Sprintf("[%[1]s.containerd.runtimes.podcfg]\n  runtime_type = %[2]q\n  pod_annotations = [\"io.containerd.pod.v2.*\"]\n"+
 				"  [%[1]s.containerd.runtimes.podcfg.options]\n    ConfigPath = %[3]q\n", section, harness.RuntimePod, cfgFile)
-			c := harness.StartCRIWith(t, f, extra)
+			c := harness.StartCRIWith(t, f, harness.CRIOptions{ExtraConfig: extra})
 			if !harness.IsOurs(c.Runtime) {
 				t.Fatalf("the shim's rro policy is this runtime's own behaviour: run with TEST_RUNTIME=%s", harness.RuntimePod)
 			}

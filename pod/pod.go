@@ -29,6 +29,7 @@ type Pod struct {
 	mu         sync.Mutex
 	ns         *Namespaces // nil while the pod has no container
 	containers []string
+	shared     Shared // what joining containers get besides ns
 }
 
 // New returns the pod id with its state in dir (see StateDir). Children it
@@ -66,21 +67,11 @@ func (p *Pod) Join(containerID string, spec *specs.Spec) (retErr error) {
 		if err != nil {
 			return fmt.Errorf("container %s, first of pod %s: %w", containerID, p.id, err)
 		}
-		if err := PrepareStateDir(p.dir); err != nil {
-			return fmt.Errorf("pod %s: %w", p.id, err)
-		}
-		unlock, err := p.lockDir(p.dir)
+		unlock, err := p.setupLocked(req)
 		if err != nil {
-			CleanupStateDir(p.dir)
-			return fmt.Errorf("pod %s: %w", p.id, err)
+			return err
 		}
 		defer unlock()
-		ns, err := Setup(p.dir, p.runner, req)
-		if err != nil {
-			CleanupStateDir(p.dir)
-			return fmt.Errorf("namespaces of pod %s: %w", p.id, err)
-		}
-		p.ns = ns
 		defer func() {
 			if retErr != nil {
 				p.teardownLocked()
@@ -101,12 +92,69 @@ func (p *Pod) Join(containerID string, spec *specs.Spec) (retErr error) {
 	if err := Rewrite(p.id, p.ns, spec); err != nil {
 		return fmt.Errorf("spec of container %s: %w", containerID, err)
 	}
+	p.shared.apply(spec)
 	p.containers = append(p.containers, containerID)
 	if err := p.saveLocked(); err != nil {
 		p.containers = p.containers[:len(p.containers)-1]
 		return err
 	}
 	return nil
+}
+
+// setupLocked brings the namespaces req asks for into the pod's prepared
+// state dir, and returns with the dir locked; on failure nothing is left.
+func (p *Pod) setupLocked(req Request) (unlock func(), err error) {
+	if err := PrepareStateDir(p.dir); err != nil {
+		return nil, fmt.Errorf("pod %s: %w", p.id, err)
+	}
+	unlock, err = p.lockDir(p.dir)
+	if err != nil {
+		CleanupStateDir(p.dir)
+		return nil, fmt.Errorf("pod %s: %w", p.id, err)
+	}
+	ns, err := Setup(p.dir, p.runner, req)
+	if err != nil {
+		unlock()
+		CleanupStateDir(p.dir)
+		return nil, fmt.Errorf("namespaces of pod %s: %w", p.id, err)
+	}
+	p.ns = ns
+	return unlock, nil
+}
+
+// Found makes the pod's namespaces from req for a member that is no
+// container (a sandbox: containerd 2.x with sandboxer = "shim"), which joins
+// as the pod's first member: the pod lives until it leaves, whatever its
+// containers do. Containers that join later get the pod's namespaces, and
+// what Share adds.
+func (p *Pod) Found(memberID string, req Request) (retErr error) {
+	if err := ValidateID(memberID); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ns != nil {
+		return fmt.Errorf("pod %s already has its namespaces (members %v)", p.id, p.containers)
+	}
+	unlock, err := p.setupLocked(req)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	p.containers = []string{memberID}
+	if err := p.saveLocked(); err != nil {
+		p.teardownLocked()
+		return err
+	}
+	return nil
+}
+
+// Share sets what every container that joins from now on gets besides the
+// pod's user and network namespaces (see Shared). A zero Shared stops it.
+func (p *Pod) Share(s Shared) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.shared = s
 }
 
 // Leave removes a container from the pod. When it was the last, the pod's
@@ -141,6 +189,7 @@ func (p *Pod) Leave(containerID string) (last bool, err error) {
 	}
 	p.ns = nil
 	p.containers = nil
+	p.shared = Shared{}
 	return true, nil
 }
 
@@ -178,6 +227,7 @@ func (p *Pod) teardownLocked() error {
 	err := errors.Join(p.ns.Release(), CleanupStateDir(p.dir))
 	p.ns = nil
 	p.containers = nil
+	p.shared = Shared{}
 	if err != nil {
 		return fmt.Errorf("tear down pod %s: %w", p.id, err)
 	}

@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"os"
 	"strings"
 
 	bootstrap "github.com/containerd/containerd/api/runtime/bootstrap/v1"
@@ -53,7 +54,25 @@ func typeName(typeURL string) string {
 	return typeURL[strings.LastIndex(typeURL, "/")+1:]
 }
 
+// BootstrapVersionEnv, set to 2 in containerd's environment, makes the shim
+// answer containerd 2.3+ with bootstrap version 2, as it answers older ones:
+// containerd then runs `start` for each container of a sandbox. It is there
+// to test that path under containerd 2.4, and as a way back.
+const BootstrapVersionEnv = "CONTAINERD_SHIM_POD_V2_BOOTSTRAP_VERSION"
+
+// bootstrapVersion is the version the shim answers containerd 2.3+ with: 3,
+// unless BootstrapVersionEnv says 2. With 3 containerd runs no `start` per
+// container of a shim sandbox: it connects each to the sandbox's socket and
+// speaks task API v3. containerd 1.7 refuses 3, and 2.0-2.2 cannot be told
+// from it (same stdin): they get a plain address, which is version 2.
+func bootstrapVersion() int32 {
+	if os.Getenv(BootstrapVersionEnv) == "2" {
+		return 2
+	}
+	return 3
+}
+
 // bootstrapResult is the answer to containerd 2.3+.
-func bootstrapResult(address string) ([]byte, error) {
-	return proto.Marshal(&bootstrap.BootstrapResult{Version: 2, Address: address, Protocol: "ttrpc"})
+func bootstrapResult(address string, version int32) ([]byte, error) {
+	return proto.Marshal(&bootstrap.BootstrapResult{Version: version, Address: address, Protocol: "ttrpc"})
 }

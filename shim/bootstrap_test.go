@@ -63,16 +63,29 @@ func TestParseStartInput(t *testing.T) {
 }
 
 func TestBootstrapResultRoundTrip(t *testing.T) {
-	data, err := bootstrapResult("unix:///run/containerd/s/abc")
-	if err != nil {
-		t.Fatal(err)
+	for _, version := range []int32{2, 3} {
+		data, err := bootstrapResult("unix:///run/containerd/s/abc", version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r bootstrap.BootstrapResult
+		if err := proto.Unmarshal(data, &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Version != version || r.Address != "unix:///run/containerd/s/abc" || r.Protocol != "ttrpc" {
+			t.Fatalf("result = %v", &r)
+		}
 	}
-	var r bootstrap.BootstrapResult
-	if err := proto.Unmarshal(data, &r); err != nil {
-		t.Fatal(err)
+}
+
+func TestBootstrapVersion(t *testing.T) {
+	t.Setenv(BootstrapVersionEnv, "")
+	if v := bootstrapVersion(); v != 3 {
+		t.Errorf("version = %d, want 3", v)
 	}
-	if r.Version != 2 || r.Address != "unix:///run/containerd/s/abc" || r.Protocol != "ttrpc" {
-		t.Fatalf("result = %v", &r)
+	t.Setenv(BootstrapVersionEnv, "2")
+	if v := bootstrapVersion(); v != 2 {
+		t.Errorf("version with %s=2 = %d, want 2", BootstrapVersionEnv, v)
 	}
 }
 

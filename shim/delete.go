@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -14,10 +15,8 @@ import (
 // deleteAction cleans up after a dead shim, for one container bundle, and
 // prints the DeleteResponse. It works with no shim running.
 func deleteAction(ctx context.Context, h Handlers, cfg *Config, stdout io.Writer) error {
-	if data, err := os.ReadFile(filepath.Join(cfg.Bundle, "address")); err == nil {
-		if sock := socketFromAddress(strings.TrimSpace(string(data))); strings.HasPrefix(sock, "/") {
-			cfg.SocketPath = sock
-		}
+	if sock := bundleSocket(cfg.Bundle); strings.HasPrefix(sock, "/") {
+		cfg.SocketPath = sock
 	}
 	// A shim that still answers owns its pod: only the container is cleaned.
 	cfg.ShimAlive = cfg.SocketPath != "" && alive(cfg.SocketPath)
@@ -34,4 +33,26 @@ func deleteAction(ctx context.Context, h Handlers, cfg *Config, stdout io.Writer
 	}
 	_, err = stdout.Write(out)
 	return err
+}
+
+// bundleSocket is the socket of the shim that served a bundle: from the
+// address file start writes, or, for a container of a sandbox that answered
+// bootstrap version 3 (no start ran in its bundle), from the bootstrap.json
+// containerd writes there.
+func bundleSocket(bundle string) string {
+	if data, err := os.ReadFile(filepath.Join(bundle, "address")); err == nil {
+		return socketFromAddress(strings.TrimSpace(string(data)))
+	}
+	data, err := os.ReadFile(filepath.Join(bundle, "bootstrap.json"))
+	if err != nil {
+		return ""
+	}
+	var params struct {
+		Address  string `json:"address"`
+		Protocol string `json:"protocol"`
+	}
+	if json.Unmarshal(data, &params) != nil || params.Protocol != "ttrpc" {
+		return ""
+	}
+	return socketFromAddress(params.Address)
 }

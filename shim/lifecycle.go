@@ -45,13 +45,19 @@ type lifecycle struct {
 	mu       sync.Mutex
 	reserved map[string]time.Time // task id -> when its reservation expires
 	conns    int                  // open connections
-	wanted   bool                 // the services asked to exit
-	decided  bool
-	exit     chan struct{} // closed once the shim is to exit
+	// noConns is closed while conns is 0, and replaced when a connection
+	// comes.
+	noConns chan struct{}
+	wanted  bool // the services asked to exit
+	forced  bool // SIGTERM: exit now
+	decided bool
+	exit    chan struct{} // closed once the shim is to exit
 }
 
 func newLifecycle(sock, taskID string) *lifecycle {
-	l := &lifecycle{sock: sock, busy: func() bool { return false }, reserved: map[string]time.Time{}, exit: make(chan struct{})}
+	l := &lifecycle{sock: sock, busy: func() bool { return false }, reserved: map[string]time.Time{}, exit: make(chan struct{}),
+		noConns: make(chan struct{})}
+	close(l.noConns)
 	// The shim `start` spawns is reserved for the task that started it.
 	l.reserve(taskID)
 	return l
@@ -83,6 +89,9 @@ func (l *lifecycle) requestExit(taskID string) {
 // accepted notes a new connection.
 func (l *lifecycle) accepted() {
 	l.mu.Lock()
+	if l.conns == 0 {
+		l.noConns = make(chan struct{})
+	}
 	l.conns++
 	l.mu.Unlock()
 }
@@ -91,8 +100,28 @@ func (l *lifecycle) accepted() {
 func (l *lifecycle) closed() {
 	l.mu.Lock()
 	l.conns--
+	if l.conns == 0 {
+		close(l.noConns)
+	}
 	l.mu.Unlock()
 	go l.check()
+}
+
+// waitHangUp waits, at most timeout, until every client has closed its
+// connection. The ttrpc server counts a connection idle until its loop next
+// wakes, so shutting it down right after a handler returned can close the
+// connection before the reply is written: containerd closes its
+// connections once it has the reply to task Shutdown or ShutdownSandbox
+// (and fails a ShutdownSandbox whose reply it does not get).
+func (l *lifecycle) waitHangUp(timeout time.Duration) {
+	l.mu.Lock()
+	ch := l.noConns
+	l.mu.Unlock()
+	select {
+	case <-ch:
+	case <-time.After(timeout):
+		slog.Debug("clients still connected at exit", "waited", timeout)
+	}
 }
 
 // idleLocked says whether the shim may exit now.
@@ -144,10 +173,18 @@ func (l *lifecycle) check() {
 func (l *lifecycle) forceExit() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.forced = true
 	if !l.decided {
 		l.decided = true
 		close(l.exit)
 	}
+}
+
+// wasForced tells whether the shim exits on SIGTERM rather than idle.
+func (l *lifecycle) wasForced() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.forced
 }
 
 // lifecycleService is the shim's own ttrpc service, for `start`.

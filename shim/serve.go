@@ -15,6 +15,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// hangUpWait bounds how long an exiting shim waits for its clients to close
+// their connections (see lifecycle.waitHangUp).
+const hangUpWait = 3 * time.Second
+
 // serve is the long-lived shim: it serves ttrpc on the socket start handed
 // over as fd 3 until its services ask it to shut down.
 func serve(ctx context.Context, h Handlers, cfg *Config) error {
@@ -90,8 +94,11 @@ func serve(ctx context.Context, h Handlers, cfg *Config) error {
 		removeSocket(sock)
 	}
 
-	// Let the reply to Shutdown go out, then stop serving, then deliver every
-	// event still queued.
+	// Let the reply to Shutdown go out (the client hangs up once it has it),
+	// then stop serving, then deliver every event still queued.
+	if !life.wasForced() {
+		life.waitHangUp(hangUpWait)
+	}
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 	if err := srv.Shutdown(sctx); err != nil {
 		slog.Warn("ttrpc shutdown", "error", err)

@@ -106,3 +106,15 @@ func TestParseFlags(t *testing.T) {
 		t.Fatal("extra arguments accepted")
 	}
 }
+
+func TestServeEnv(t *testing.T) {
+	for _, tc := range []struct{ in, want []string }{
+		{[]string{"A=1"}, []string{"A=1", "GODEBUG=memprofilerate=0"}},
+		{[]string{"GODEBUG=madvdontneed=1", "B=2"}, []string{"B=2", "GODEBUG=madvdontneed=1,memprofilerate=0"}},
+		{[]string{"GODEBUG="}, []string{"GODEBUG=memprofilerate=0"}},
+	} {
+		if got := serveEnv(tc.in); strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("serveEnv(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

@@ -103,8 +103,14 @@ func Cleanup(ctx context.Context, cfg Config) (*taskapi.DeleteResponse, error) {
 			return nil, fmt.Errorf("forget container %s in its pod: %w", cfg.ID, err)
 		}
 	}
+	return DeletedResponse(), nil
+}
+
+// DeletedResponse is what `delete` prints for what it cleaned up: killed
+// now, as the reference shim reports it.
+func DeletedResponse() *taskapi.DeleteResponse {
 	return &taskapi.DeleteResponse{
 		ExitedAt:   timestamppb.New(time.Now()),
 		ExitStatus: 128 + 9,
-	}, nil
+	}
 }

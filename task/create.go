@@ -69,7 +69,7 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 
 	// The pod's namespaces: decided by its first container, joined by every
 	// one. The spec runc reads is the rewritten one.
-	p, err := s.podOf(pod.GroupKey(spec.Annotations, r.ID))
+	p, err := s.podOf(r.ID, pod.GroupKey(spec.Annotations, r.ID))
 	if err != nil {
 		return nil, err
 	}

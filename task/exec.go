@@ -99,6 +99,9 @@ func (s *Service) discardCreatedExecs(c *container) {
 
 // Pids lists the container's processes; those of execs carry their exec id.
 func (s *Service) Pids(ctx context.Context, r *taskapi.PidsRequest) (*taskapi.PidsResponse, error) {
+	if resp, ok := s.sandboxPids(r.ID); ok {
+		return resp, nil
+	}
 	c, err := s.get(ctx, r.ID)
 	if err != nil {
 		return nil, toRPC(err)

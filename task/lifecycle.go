@@ -170,7 +170,9 @@ func (s *Service) State(ctx context.Context, r *taskapi.StateRequest) (*taskapi.
 // Connect reports the shim's pid and the container's init pid.
 func (s *Service) Connect(ctx context.Context, r *taskapi.ConnectRequest) (*taskapi.ConnectResponse, error) {
 	resp := &taskapi.ConnectResponse{ShimPid: uint32(os.Getpid())}
-	if c, err := s.get(ctx, r.ID); err == nil {
+	if pid, ok := s.sandboxPid(r.ID); ok {
+		resp.TaskPid = uint32(pid)
+	} else if c, err := s.get(ctx, r.ID); err == nil {
 		resp.TaskPid = uint32(c.init.Pid())
 	}
 	return resp, nil

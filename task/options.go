@@ -2,10 +2,12 @@ package task
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/containerd/containerd/api/types/runc/options"
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
@@ -48,21 +50,24 @@ type shimOptions struct {
 func decodeAllOptions(a *anypb.Any) (*options.Options, shimOptions, error) {
 	o := &options.Options{}
 	own := shimOptions{RRO: mounts.RROIfPossible}
-	if a == nil || a.GetTypeUrl() == "" {
-		return o, own, nil
-	}
 	switch name := typeName(a.GetTypeUrl()); name {
+	case "":
+		return o, own, applySettings(o, &own)
 	case "containerd.runc.v1.Options":
 		if err := proto.Unmarshal(a.GetValue(), o); err != nil {
 			return nil, own, invalid("decode runtime options %s: %v", name, err)
 		}
+		return o, own, applySettings(o, &own)
 	case "containerd.linux.runc.CreateOptions":
 		// What containerd's client sends a runtime whose name is not
 		// io.containerd.runc.*: the v1 Linux runtime's options.
 		if err := decodeLegacyCreateOptions(a.GetValue(), o); err != nil {
 			return nil, own, invalid("decode runtime options %s: %v", name, err)
 		}
+		return o, own, applySettings(o, &own)
 	case "runtimeoptions.v1.Options":
+		// A handler's table is the whole of the settings: it wins over the
+		// shim's settings file.
 		var ro runtimeoptions.Options
 		if err := proto.Unmarshal(a.GetValue(), &ro); err != nil {
 			return nil, own, invalid("decode runtime options %s: %v", name, err)
@@ -70,14 +75,73 @@ func decodeAllOptions(a *anypb.Any) (*options.Options, shimOptions, error) {
 		if err := readConfig(&ro, o, &own); err != nil {
 			return nil, own, err
 		}
+		return o, own, nil
 	default:
 		return nil, own, invalid("unsupported runtime options type %q (want containerd.runc.v1.Options or runtimeoptions.v1.Options)", a.GetTypeUrl())
 	}
-	return o, own, nil
 }
 
-// configOptions are the keys of a runtimeoptions config: runc's options by
-// the names containerd's runc options table uses, and the shim's own.
+// settingsEnv, in containerd's environment (which the shim inherits), names
+// another file for the shim's settings than DefaultSettingsPath.
+const settingsEnv = "CONTAINERD_SHIM_POD_V2_CONFIG"
+
+// DefaultSettingsPath is the shim's own settings file: the same keys as a
+// runtimeoptions config, the defaults for what a container's options do not
+// name. containerd 2.x's CRI can give a runtime of the shim's type no options
+// table that user-namespaced pods survive (see the README), hence a file.
+const DefaultSettingsPath = "/etc/containerd/containerd-shim-pod-v2.toml"
+
+// settings is the shim's settings file, read once per shim; nil if there is
+// none.
+var settings = sync.OnceValues(func() (*configOptions, error) {
+	return loadSettings(cmp.Or(os.Getenv(settingsEnv), DefaultSettingsPath))
+})
+
+func loadSettings(path string) (*configOptions, error) {
+	body, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, invalid("read the shim's settings: %v", err)
+	}
+	c, err := decodeConfig(body, path)
+	if err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// applySettings fills in what runc's options (or none) leave unset from the
+// shim's settings file.
+func applySettings(o *options.Options, own *shimOptions) error {
+	c, err := settings()
+	if err != nil {
+		return err
+	}
+	settingsDefaults(c, o, own)
+	return nil
+}
+
+func settingsDefaults(c *configOptions, o *options.Options, own *shimOptions) {
+	if c == nil {
+		return
+	}
+	o.BinaryName = cmp.Or(o.BinaryName, c.BinaryName)
+	o.Root = cmp.Or(o.Root, c.Root)
+	o.SystemdCgroup = o.SystemdCgroup || c.SystemdCgroup
+	o.NoPivotRoot = o.NoPivotRoot || c.NoPivotRoot
+	o.NoNewKeyring = o.NoNewKeyring || c.NoNewKeyring
+	o.CriuImagePath = cmp.Or(o.CriuImagePath, c.CriuImagePath)
+	o.CriuWorkPath = cmp.Or(o.CriuWorkPath, c.CriuWorkPath)
+	if policy, err := mounts.ParseRROPolicy(c.TreatRoMountsAsRro); err == nil { // checked when read
+		own.RRO = policy
+	}
+}
+
+// configOptions are the keys of a runtimeoptions config and of the shim's
+// settings file: runc's options by the names containerd's runc options table
+// uses, and the shim's own.
 type configOptions struct {
 	BinaryName    string
 	Root          string
@@ -93,8 +157,7 @@ type configOptions struct {
 	TreatRoMountsAsRro string `toml:"treat_ro_mounts_as_rro"`
 }
 
-// readConfig reads a runtimeoptions config into o and own. An unknown key is
-// an error naming it: a misspelt option must not pass unseen.
+// readConfig reads a runtimeoptions config into o and own.
 func readConfig(ro *runtimeoptions.Options, o *options.Options, own *shimOptions) error {
 	body, from := ro.GetConfigBody(), "the options' config body"
 	if p := ro.GetConfigPath(); p != "" {
@@ -104,15 +167,9 @@ func readConfig(ro *runtimeoptions.Options, o *options.Options, own *shimOptions
 		}
 		body, from = b, p
 	}
-	var c configOptions
-	dec := toml.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		var strict *toml.StrictMissingError
-		if errors.As(err, &strict) {
-			return invalid("runtime options in %s: unknown keys: %s", from, strings.Join(unknownKeys(strict), ", "))
-		}
-		return invalid("runtime options in %s: %v", from, err)
+	c, err := decodeConfig(body, from)
+	if err != nil {
+		return err
 	}
 	policy, err := mounts.ParseRROPolicy(c.TreatRoMountsAsRro)
 	if err != nil {
@@ -124,6 +181,26 @@ func readConfig(ro *runtimeoptions.Options, o *options.Options, own *shimOptions
 	o.CriuImagePath, o.CriuWorkPath = c.CriuImagePath, c.CriuWorkPath
 	own.RRO = policy
 	return nil
+}
+
+// decodeConfig reads a TOML config of runc's option names and the shim's
+// own. An unknown key is an error naming it: a misspelt option must not
+// pass unseen.
+func decodeConfig(body []byte, from string) (configOptions, error) {
+	var c configOptions
+	dec := toml.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		var strict *toml.StrictMissingError
+		if errors.As(err, &strict) {
+			return c, invalid("runtime options in %s: unknown keys: %s", from, strings.Join(unknownKeys(strict), ", "))
+		}
+		return c, invalid("runtime options in %s: %v", from, err)
+	}
+	if _, err := mounts.ParseRROPolicy(c.TreatRoMountsAsRro); err != nil {
+		return c, invalid("runtime options in %s: treat_ro_mounts_as_rro: %v", from, err)
+	}
+	return c, nil
 }
 
 func unknownKeys(e *toml.StrictMissingError) []string {

@@ -104,3 +104,37 @@ func TestRuncOptionsPolicy(t *testing.T) {
 		t.Errorf("%+v %+v %v", o, own, err)
 	}
 }
+
+// The shim's settings file gives what a container's runc options (or none)
+// leave unset; a missing file is no settings, a bad one an error naming it.
+func TestSettingsFile(t *testing.T) {
+	dir := t.TempDir()
+	if c, err := loadSettings(filepath.Join(dir, "missing.toml")); c != nil || err != nil {
+		t.Fatalf("missing file: %v %v", c, err)
+	}
+	bad := filepath.Join(dir, "bad.toml")
+	if err := os.WriteFile(bad, []byte("BinaryNme = \"crun\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadSettings(bad); err == nil || !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "BinaryNme") {
+		t.Fatalf("misspelt key: %v, want InvalidArgument naming the file and the key", err)
+	}
+	good := filepath.Join(dir, "good.toml")
+	if err := os.WriteFile(good, []byte("BinaryName = \"/opt/runc\"\nSystemdCgroup = true\ntreat_ro_mounts_as_rro = \"Enabled\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadSettings(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, own := &options.Options{IoUid: 1000}, shimOptions{RRO: mounts.RROIfPossible}
+	settingsDefaults(c, o, &own)
+	if o.BinaryName != "/opt/runc" || !o.SystemdCgroup || o.IoUid != 1000 || own.RRO != mounts.RROEnabled {
+		t.Errorf("defaults from the file: %+v %+v", o, own)
+	}
+	o = &options.Options{BinaryName: "/usr/sbin/runc"}
+	settingsDefaults(c, o, &own)
+	if o.BinaryName != "/usr/sbin/runc" {
+		t.Errorf("the container's own BinaryName was replaced: %s", o.BinaryName)
+	}
+}

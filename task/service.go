@@ -40,6 +40,8 @@ type Config struct {
 	// NewRuntime makes a container's OCI runtime (nil: runc's command line,
 	// see runtimeFor); tests give a fake.
 	NewRuntime func(RuntimeConfig) process.Runtime
+	// Sandbox is the shim's sandbox service (nil: none).
+	Sandbox Sandbox
 }
 
 // Reaper is what the service needs of the shim's one reaper: starting,
@@ -183,8 +185,14 @@ func (s *Service) starter(cmd *exec.Cmd) error {
 	return nil
 }
 
-// podOf returns the shim's pod, made when its first container comes.
-func (s *Service) podOf(name string) (*pod.Pod, error) {
+// podOf returns the pod a new container joins: the shim's sandbox's, or the
+// shim's own pod, made when its first container comes.
+func (s *Service) podOf(containerID, name string) (*pod.Pod, error) {
+	if s.cfg.Sandbox != nil {
+		if p, err := s.cfg.Sandbox.PodFor(containerID); p != nil || err != nil {
+			return p, err
+		}
+	}
 	s.podMu.Lock()
 	defer s.podMu.Unlock()
 	if s.pod != nil {
@@ -211,6 +219,9 @@ func (s *Service) keepLogReadable() {
 	if s.cfg.LogTo == nil {
 		return
 	}
+	if s.cfg.Sandbox != nil && s.cfg.Sandbox.LogBundle() == s.currentLogBundle() {
+		return // the sandbox's log fifo is read while the sandbox exists
+	}
 	s.mu.Lock()
 	to := ""
 	for _, c := range s.containers {
@@ -232,4 +243,10 @@ func (s *Service) keepLogReadable() {
 		return
 	}
 	slog.Debug("shim log moved", "bundle", to)
+}
+
+func (s *Service) currentLogBundle() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.logBundle
 }

@@ -137,6 +137,9 @@ func Start(t testing.TB, f Flavour, o Options) *Containerd {
 			t.Fatal(err)
 		}
 	}
+	if err := os.WriteFile(c.SettingsPath(), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cfg, err := c.config()
 	if err != nil {
 		t.Fatal(err)
@@ -159,31 +162,56 @@ func Start(t testing.TB, f Flavour, o Options) *Containerd {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(f.Containerd, "--config", c.ConfigPath)
-	cmd.Env = append(filterEnv(os.Environ(), "PATH", "CONTAINERD_ADDRESS", "CONTAINERD_NAMESPACE", "TTRPC_ADDRESS", "GRPC_ADDRESS", "NAMESPACE"), "PATH="+c.PATH)
-	cmd.Env = append(cmd.Env, o.Env...)
-	cmd.Stdout = c.logFile
-	cmd.Stderr = c.logFile
-	cmd.Dir = dir
-	// Own process group (a ^C of the test does not hit it first), and SIGTERM should the test binary die.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", f.Containerd, err)
-	}
-	c.cmd = cmd
-	go func() {
-		c.waitErr = cmd.Wait()
-		close(c.exited)
-	}()
-	if err := c.waitReady(30 * time.Second); err != nil {
-		c.dumpLog(t, 200)
-		t.Fatalf("%s did not come up: %v", f.Name, err)
-	}
+	cmd := c.launch(t)
 	t.Logf("%s: pid %d, dir %s, namespace %s, runtime %s", f.Name, cmd.Process.Pid, dir, c.Namespace, c.Runtime)
 	if !o.NoImage {
 		c.ImportImage(t)
 	}
 	return c
+}
+
+// launch starts the daemon with the config written and waits until it serves.
+func (c *Containerd) launch(t testing.TB) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(c.Flavour.Containerd, "--config", c.ConfigPath)
+	cmd.Env = append(filterEnv(os.Environ(), "PATH", "CONTAINERD_ADDRESS", "CONTAINERD_NAMESPACE", "TTRPC_ADDRESS", "GRPC_ADDRESS", "NAMESPACE"), "PATH="+c.PATH)
+	cmd.Env = append(cmd.Env, SettingsEnv+"="+c.SettingsPath())
+	cmd.Env = append(cmd.Env, c.Options.Env...)
+	cmd.Stdout = c.logFile
+	cmd.Stderr = c.logFile
+	cmd.Dir = c.Dir
+	// Own process group (a ^C of the test does not hit it first), and SIGTERM should the test binary die.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	exited := make(chan struct{})
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", c.Flavour.Containerd, err)
+	}
+	c.cmd, c.exited = cmd, exited
+	go func() {
+		c.waitErr = cmd.Wait()
+		close(exited)
+	}()
+	if err := c.waitReady(30 * time.Second); err != nil {
+		c.dumpLog(t, 200)
+		t.Fatalf("%s did not come up: %v", c.Flavour.Name, err)
+	}
+	return cmd
+}
+
+// Restart stops containerd with SIGTERM, which leaves its shims running, and starts it again with the same config
+// and environment: it reloads its shims and sandboxes from its state directory.
+func (c *Containerd) Restart(t testing.TB) {
+	t.Helper()
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM containerd: %v", err)
+	}
+	select {
+	case <-c.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("containerd did not stop on SIGTERM within 20s")
+	}
+	cmd := c.launch(t)
+	t.Logf("%s restarted: pid %d", c.Flavour.Name, cmd.Process.Pid)
 }
 
 func filterEnv(env []string, drop ...string) []string {
@@ -266,7 +294,7 @@ func (c *Containerd) config() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	b.WriteString(WithShimPath(snippet, ShimPath(c.T)))
+	b.WriteString(WithSettingsPath(WithShimPath(snippet, ShimPath(c.T)), c.SettingsPath()))
 	b.WriteString("\n")
 	if c.Options.ExtraConfig != "" {
 		b.WriteString(c.Options.ExtraConfig)
@@ -318,6 +346,17 @@ func READMERuntimeSnippet(version int) (string, bool, error) {
 `, false, nil
 	}
 	return "", false, fmt.Errorf("no runtime snippet for config version %d", version)
+}
+
+// SettingsPath is the shim's settings file for this daemon (see the README): its shims read it, never the host's.
+// It exists (empty: the defaults) unless a test writes it.
+func (c *Containerd) SettingsPath() string { return filepath.Join(c.Dir, "shim-settings.toml") }
+
+var configPath = regexp.MustCompile(`(?m)^(\s*ConfigPath\s*=\s*)"[^"]*"`)
+
+// WithSettingsPath returns the snippet with its ConfigPath (if any) set to path.
+func WithSettingsPath(snippet, path string) string {
+	return configPath.ReplaceAllString(snippet, fmt.Sprintf("${1}%q", path))
 }
 
 // WithShimPath returns the snippet with its runtime_path (if any) set to shim.
@@ -422,6 +461,11 @@ func (c *Containerd) Stop() {
 	// Shims serving this daemon (identified by its unique socket path in their command line).
 	for _, p := range ProcessesWithArg(c.Address) {
 		t.Logf("cleanup: killing leftover process %d %q", p.PID, p.Cmdline)
+		_ = syscall.Kill(p.PID, syscall.SIGKILL)
+	}
+	// Sandboxes' own processes a killed shim left (their cgroups are under the daemon's namespace).
+	for _, p := range c.podProcesses() {
+		t.Logf("cleanup: killing leftover pod process %d %q", p.PID, p.Cmdline)
 		_ = syscall.Kill(p.PID, syscall.SIGKILL)
 	}
 	c.checkSockets(t, false)

@@ -46,17 +46,23 @@ func ForEachCRI(t *testing.T, fn func(t *testing.T, c *CRI)) {
 // waits until CRI reports its runtime and network ready. Everything goes when t ends.
 func StartCRI(t testing.TB, f Flavour) *CRI {
 	t.Helper()
-	return StartCRIWith(t, f, "")
+	return StartCRIWith(t, f, CRIOptions{})
 }
 
-// StartCRIWith is StartCRI with extraConfig appended to config.toml (more runtime handlers, say).
-func StartCRIWith(t testing.TB, f Flavour, extraConfig string) *CRI {
+// CRIOptions change how StartCRIWith sets up a containerd with CRI.
+type CRIOptions struct {
+	ExtraConfig string   // appended to config.toml (more runtime handlers, say)
+	Env         []string // added to containerd's environment (and so its shims')
+}
+
+// StartCRIWith is StartCRI with options.
+func StartCRIWith(t testing.TB, f Flavour, o CRIOptions) *CRI {
 	t.Helper()
 	crictl := CrictlPath(t)
 	if !Exists(filepath.Join(CNIBinDir, "bridge")) {
 		t.Fatalf("%s/bridge is missing: install containernetworking-plugins with scripts/deps.sh (make deps)", CNIBinDir)
 	}
-	c := &CRI{Containerd: Start(t, f, Options{CRI: true, NoImage: true, ExtraConfig: extraConfig}), CrictlBin: crictl, Handler: "runc"}
+	c := &CRI{Containerd: Start(t, f, Options{CRI: true, NoImage: true, ExtraConfig: o.ExtraConfig, Env: o.Env}), CrictlBin: crictl, Handler: "runc"}
 	if IsOurs(c.Runtime) {
 		c.Handler = "pod"
 	}

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -50,6 +51,11 @@ func (c *CRI) PodLeftovers(pod *Pod, containers ...string) []string {
 		}
 		for _, m := range MountsUnder(PodStateDir(c.Address, CRINamespace, pod.ID)) {
 			left = append(left, "mount "+m)
+		}
+		for _, p := range c.podProcesses() {
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", p.PID)); err == nil && strings.Contains(string(b), "/"+pod.ID+"\n") {
+				left = append(left, fmt.Sprintf("pod process %d %q", p.PID, p.Cmdline))
+			}
 		}
 		if sock := shimSocketPath(c.Address, CRINamespace, pod.ID); Exists(sock) {
 			left = append(left, "shim socket "+sock)

@@ -323,7 +323,8 @@ func (c *Containerd) StartShimDirect(t testing.TB, bin string, b *DirectBundle) 
 	cmd := exec.Command(bin, "-namespace", c.Namespace, "-address", c.Address, "-publish-binary", c.Flavour.Containerd, "-id", b.ID, "start")
 	cmd.Dir = b.Path
 	cmd.Env = append(filterEnv(os.Environ(), "PATH", "TTRPC_ADDRESS", "GRPC_ADDRESS", "NAMESPACE", "MAX_SHIM_VERSION"),
-		"PATH="+c.PATH, "TTRPC_ADDRESS="+c.TTRPCAddress, "GRPC_ADDRESS="+c.Address, "NAMESPACE="+c.Namespace, "MAX_SHIM_VERSION=2")
+		"PATH="+c.PATH, "TTRPC_ADDRESS="+c.TTRPCAddress, "GRPC_ADDRESS="+c.Address, "NAMESPACE="+c.Namespace, "MAX_SHIM_VERSION=2",
+		SettingsEnv+"="+c.SettingsPath())
 	if !c.Flavour.Is16() {
 		params, err := proto.Marshal(&bootapi.BootstrapParams{
 			InstanceID: b.ID, Namespace: c.Namespace, ContainerdVersion: "2.4.2",

@@ -53,6 +53,9 @@ const (
 	RuncRoot = "/run/containerd/runc"
 	// ShimSocketDir is where shims put their ttrpc sockets, whatever the containerd.
 	ShimSocketDir = "/run/containerd/s"
+	// SettingsEnv names the shim's settings file in containerd's environment (the shim reads
+	// /etc/containerd/containerd-shim-pod-v2.toml without it).
+	SettingsEnv = "CONTAINERD_SHIM_POD_V2_CONFIG"
 	// PodStateRoot holds our shim's pod state directories, one per namespace and pod.
 	PodStateRoot = "/run/containerd/io.containerd.pod.v2"
 )

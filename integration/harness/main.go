@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -83,8 +84,13 @@ func RepoRoot() (string, error) {
 	}
 }
 
+// PodProcessEntry is the symbol the shim must be linked with as its entry point (-ldflags=-E=...), as make build does:
+// the pod's own process runs from it (pod/podproc).
+const PodProcessEntry = "containerd_shim_pod_v2_entry"
+
 // ShimDir returns a directory holding containerd-shim-pod-v2: $SHIM_BINARY (linked under that name) or a fresh
-// `CGO_ENABLED=0 go build -trimpath` of ./cmd/containerd-shim-pod-v2 (as make build), once per test binary.
+// `CGO_ENABLED=0 go build -trimpath -ldflags=-E=...` of ./cmd/containerd-shim-pod-v2 (as make build), once per test
+// binary.
 func ShimDir(t testing.TB) string {
 	t.Helper()
 	shared.shimOnce.Do(func() { shared.shimDir, shared.shimErr = buildShim() })
@@ -129,7 +135,12 @@ func buildShim() (string, error) {
 		return "", fmt.Errorf("go not found on PATH: %w", err)
 	}
 	start := time.Now()
-	cmd := exec.Command(gobin, "build", "-trimpath", "-o", dst, "./cmd/containerd-shim-pod-v2")
+	args := []string{"build", "-trimpath"}
+	if runtime.GOARCH == "amd64" {
+		// As make build: the pod process's entry point (pod/podproc).
+		args = append(args, "-ldflags=-E="+PodProcessEntry)
+	}
+	cmd := exec.Command(gobin, append(args, "-o", dst, "./cmd/containerd-shim-pod-v2")...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as make build
 	out, err := cmd.CombinedOutput()

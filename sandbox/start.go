@@ -1,0 +1,241 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/podv2/containerd-shim-pod-v2/cgroup"
+	"github.com/podv2/containerd-shim-pod-v2/fault"
+	"github.com/podv2/containerd-shim-pod-v2/pod"
+	"github.com/podv2/containerd-shim-pod-v2/pod/podproc"
+	"github.com/podv2/containerd-shim-pod-v2/process"
+	"github.com/podv2/containerd-shim-pod-v2/sandbox/api"
+)
+
+// specTypeURL is how containerd names an OCI spec in an Any.
+const specTypeURL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
+
+// podOOMScoreAdj is the pod process's oom_score_adj, as CRI gives a pause
+// container: the last thing of the pod the OOM killer takes.
+const podOOMScoreAdj = -998
+
+// StartSandbox starts the pod's own process, in its cgroup, and returns its
+// pid: CRI makes every container of the pod join its namespaces.
+func (s *Service) StartSandbox(ctx context.Context, r *api.StartSandboxRequest) (*api.StartSandboxResponse, error) {
+	sb, err := s.get(r.GetSandboxId())
+	if err != nil {
+		return nil, toRPC(err)
+	}
+	if err := s.start(sb); err != nil {
+		return nil, toRPC(err)
+	}
+	spec, err := sb.spec()
+	if err != nil {
+		return nil, toRPC(err)
+	}
+	return &api.StartSandboxResponse{Pid: uint32(sb.proc.pid), CreatedAt: timestamppb.New(sb.createdAt), Spec: spec}, nil
+}
+
+// start runs the steps of StartSandbox, each registering its undo: a
+// failure leaves the sandbox created, as it was.
+func (s *Service) start(sb *sandbox) (retErr error) {
+	sb.op.Lock()
+	defer sb.op.Unlock()
+	sb.mu.Lock()
+	st := sb.state
+	sb.mu.Unlock()
+	if st != created {
+		return precondition("sandbox %s: already started", sb.id)
+	}
+	var undo undoStack
+	defer func() {
+		if retErr != nil {
+			retErr = undo.unwind(retErr)
+		}
+	}()
+
+	var podCg, leaf *cgroup.Cgroup
+	var made []string
+	if parent := sb.plan.CgroupParent; parent != "" {
+		if err := fault.Check("sandbox.cgroup"); err != nil {
+			return err
+		}
+		var err error
+		if podCg, err = cgroup.LoadPath(parent); err != nil {
+			return fmt.Errorf("cgroup of sandbox %s: %w", sb.id, err)
+		}
+		if leaf, err = podCg.Child(sb.id); err != nil {
+			return err
+		}
+		if made, err = podCg.Create(); err != nil {
+			return fmt.Errorf("cgroup of sandbox %s: %w", sb.id, err)
+		}
+		undo.push(func() error { removeParents(made); return nil })
+		if _, err := leaf.Create(); err != nil {
+			return fmt.Errorf("cgroup of sandbox %s's process: %w", sb.id, err)
+		}
+		undo.push(func() error { return removeLeaf(context.Background(), leaf.Directories()) })
+	}
+
+	if err := fault.Check("sandbox.process"); err != nil {
+		return err
+	}
+	ns, _ := sb.pod.Namespaces()
+	proc := &podProcess{done: make(chan struct{})}
+	pid, err := s.exits.during(func() (int, error) {
+		return podproc.Start(s.cfg.Reaper, podproc.Config{
+			UserNS:   ns.UserPath,
+			NetNS:    ns.NetPath,
+			NewIPC:   sb.plan.NewIPC,
+			NewUTS:   sb.plan.NewUTS,
+			NewPID:   sb.plan.NewPID,
+			Hostname: sb.plan.Hostname,
+			Sysctls:  sb.plan.Sysctls,
+		})
+	}, func(e process.Exit) { s.podExited(sb, proc, e) })
+	if err != nil {
+		return fmt.Errorf("the process of sandbox %s: %w", sb.id, err)
+	}
+	proc.pid = pid
+	undo.push(func() error { return s.kill(sb, proc, unix.SIGKILL) })
+
+	if leaf != nil {
+		if err := fault.Check("sandbox.cgroup-join"); err != nil {
+			return err
+		}
+		if err := leaf.AddProc(pid); err != nil {
+			return err
+		}
+	}
+	setOOMScoreAdj(pid, podOOMScoreAdj)
+
+	sb.mu.Lock()
+	sb.proc, sb.podCgroup, sb.leaf, sb.parentsMade = proc, podCg, leaf, made
+	sb.mu.Unlock()
+	undo.push(func() error {
+		sb.mu.Lock()
+		sb.proc, sb.podCgroup, sb.leaf, sb.parentsMade = nil, nil, nil, nil
+		sb.mu.Unlock()
+		return nil
+	})
+	if err := fault.Check("sandbox.start-record"); err != nil {
+		return err
+	}
+	if err := saveRecord(sb.dir, sb.record()); err != nil {
+		return err
+	}
+
+	// Containers join from now on: the pod's IPC and UTS namespaces are its
+	// process's.
+	shared := pod.Shared{Mounts: sb.mounts}
+	if sb.plan.NewIPC {
+		shared.IPCPath = nsPath(pid, "ipc")
+	}
+	if sb.plan.NewUTS {
+		shared.UTSPath = nsPath(pid, "uts")
+	}
+	sb.pod.Share(shared)
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	select {
+	case <-proc.done:
+		// It died on its way: the sandbox starts stopped, as its exit says.
+		sb.state = stopped
+		sb.end()
+	default:
+		sb.state = running
+	}
+	return nil
+}
+
+func nsPath(pid int, kind string) string { return fmt.Sprintf("/proc/%d/ns/%s", pid, kind) }
+
+// podExited is the pod's process's end: the sandbox stops, its waiters go.
+func (s *Service) podExited(sb *sandbox, proc *podProcess, e process.Exit) {
+	proc.exit = e
+	close(proc.done)
+	sb.mu.Lock()
+	current := sb.proc == proc
+	if current {
+		sb.state = stopped
+	}
+	sb.mu.Unlock()
+	if current {
+		slog.Info("the sandbox's process exited", "sandbox", sb.id, "pid", e.Pid, "status", e.Status)
+		sb.pod.Share(pod.Shared{})
+		sb.end()
+	}
+}
+
+// setOOMScoreAdj sets the pod process's oom_score_adj; without
+// CAP_SYS_RESOURCE a score below the inherited one is refused, and the
+// process keeps the shim's.
+func setOOMScoreAdj(pid, score int) {
+	path := fmt.Sprintf("/proc/%d/oom_score_adj", pid)
+	if err := os.WriteFile(path, []byte(strconv.Itoa(score)), 0); err != nil {
+		slog.Debug("the pod's process keeps the shim's oom_score_adj", "pid", pid, "want", score, "error", err)
+	}
+}
+
+// spec is the OCI spec of the sandbox that StartSandbox returns for NRI: its
+// namespaces, cgroup and sysctls.
+func (sb *sandbox) spec() (*anypb.Any, error) {
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	return sb.specLocked()
+}
+
+func (sb *sandbox) specLocked() (*anypb.Any, error) {
+	pid := 0
+	if sb.proc != nil {
+		pid = sb.proc.pid
+	}
+	leaf := ""
+	if sb.leaf != nil {
+		if parent, err := cgroup.CgroupfsPath(sb.plan.CgroupParent); err == nil {
+			leaf = filepath.Join(parent, sb.id)
+		}
+	}
+	p := sb.plan
+	spec := &specs.Spec{
+		Version:     specs.Version,
+		Hostname:    p.Hostname,
+		Annotations: p.Annotations,
+		Linux:       &specs.Linux{CgroupsPath: leaf},
+	}
+	ns, _ := sb.pod.Namespaces()
+	add := func(typ specs.LinuxNamespaceType, kind string, has bool) {
+		if has {
+			spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: typ, Path: nsPath(pid, kind)})
+		}
+	}
+	add(specs.UserNamespace, "user", ns.HasUser())
+	add(specs.NetworkNamespace, "net", ns.HasNet())
+	add(specs.IPCNamespace, "ipc", p.NewIPC)
+	add(specs.UTSNamespace, "uts", p.NewUTS)
+	add(specs.PIDNamespace, "pid", p.NewPID)
+	if ns.HasUser() {
+		spec.Linux.UIDMappings, spec.Linux.GIDMappings = ns.UIDMappings, ns.GIDMappings
+	}
+	if len(p.Sysctls) > 0 {
+		spec.Linux.Sysctl = make(map[string]string, len(p.Sysctls))
+		for _, s := range p.Sysctls {
+			spec.Linux.Sysctl[s.Key] = s.Value
+		}
+	}
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return nil, fmt.Errorf("marshal the spec of sandbox %s: %w", sb.id, err)
+	}
+	return &anypb.Any{TypeUrl: specTypeURL, Value: data}, nil
+}
