@@ -108,6 +108,21 @@ func (p *Process) SetExited(status int, at time.Time) bool {
 	return true
 }
 
+// Owned is called by an operation that may start a process (Create, Start)
+// once it holds the process: its operation lock taken and the state it
+// starts from checked, before the runtime is called. From then until the
+// operation returns, nothing else changes the process; the caller may hold
+// the process's exit back until it has announced the step. It is not called
+// if the operation never got to hold the process (another operation left it
+// in a state it cannot start from). nil is allowed.
+type Owned func()
+
+func (o Owned) call() {
+	if o != nil {
+		o()
+	}
+}
+
 // begin checks, with the operation lock held, that the process is in one of
 // the states op may start from. A stopped process is in the wrong state for
 // op (it is still there: containerd deletes it); a deleted one is gone.

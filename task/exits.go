@@ -73,20 +73,29 @@ func (r *exitRouter) route(exits <-chan process.Exit) {
 }
 
 // during runs step, a step of ref's process that may start it (create,
-// start, exec start) and returns its pid. The process's exit is handled
-// exactly once, and only after announce (the step's event) has run: an exit
-// that came during the step, even before its pid was known, is held until
-// then. announce runs only if step succeeded. If step fails, the process is
-// left to its own exit: a pid step did not return is nobody's, and a
-// process that was already known (an init whose start failed) has its exit
-// handled as usual.
-func (r *exitRouter) during(ref *procRef, step func() (int, error), announce func(pid int)) error {
+// start, exec start) and returns its pid. step calls hold once it owns the
+// process (its operation lock taken, its state checked; the process
+// package's operations take hold for that). From then on the process's exit
+// is handled exactly once, and only after announce (the step's event) has
+// run: an exit that comes during the step, even before its pid is known, is
+// held until then. An exit that comes before hold is handled as usual: it
+// cannot be held for a step that waits for another operation, which may be
+// waiting for that very exit (a Delete of a created container waits for the
+// init its runtime killed). announce runs only if step succeeded. If step
+// fails, the process is left to its own exit: a pid step did not return is
+// nobody's, and a process that was already known (an init whose start
+// failed) has its exit handled as usual.
+func (r *exitRouter) during(ref *procRef, step func(hold func()) (int, error), announce func(pid int)) error {
 	r.mu.Lock()
 	r.pending++
-	ref.holding = true
 	r.mu.Unlock()
+	hold := func() {
+		r.mu.Lock()
+		ref.holding = true
+		r.mu.Unlock()
+	}
 
-	pid, err := step()
+	pid, err := step(hold)
 
 	r.mu.Lock()
 	r.pending--

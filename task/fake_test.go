@@ -48,6 +48,9 @@ type callPlan struct {
 	// readyFail, pendingGone (exec only): the runtime readied ahead of the
 	// exec's Start could not be started, or ended without its spec.
 	readyFail, pendingGone bool
+	// entered, gate (delete only): the call closes entered, then waits
+	// for gate to close before it does anything.
+	entered, gate chan struct{}
 }
 
 type fakeProc struct {
@@ -497,6 +500,10 @@ func (f *fakeRuntime) Kill(ctx context.Context, id string, sig int, all bool) er
 
 func (f *fakeRuntime) Delete(ctx context.Context, id string, force bool) error {
 	w := f.w
+	if p := w.takePlan("delete/" + id); p.gate != nil {
+		close(p.entered)
+		<-p.gate
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	c := w.containers[id]

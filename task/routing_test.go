@@ -212,19 +212,10 @@ func runSchedule(root string, seed uint64) (failures []string, trace string) {
 	w := newFakeWorld(seed)
 	rec := newRecorder()
 	key := fmt.Sprintf("pod%d", seed%1000000)
-	svc, err := New(context.Background(), Config{
-		Namespace:  routingNamespace,
-		ID:         "c0",
-		Bundle:     filepath.Join(dir, "c0"),
-		PodKey:     key,
-		PodRoot:    filepath.Join(root, "pods"),
-		Reaper:     w.reaper,
-		NewRuntime: w.newRuntime,
-	}, rec, func(string) {})
+	svc, err := newFakeService(root, key, w, rec)
 	if err != nil {
 		return []string{err.Error()}, ""
 	}
-	w.reaper.world = w
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &schedule{seed: seed, rng: rand.New(rand.NewPCG(seed, 0)), world: w, rec: rec, svc: svc, dir: dir, ctx: ctx}
 
@@ -251,6 +242,21 @@ func runSchedule(root string, seed uint64) (failures []string, trace string) {
 	}
 	failures = append(failures, s.check(rec.all())...)
 	return failures, strings.Join(s.trace, "\n")
+}
+
+// newFakeService is a task service of the fake world w, publishing to rec,
+// whose pod key is key and whose pods' state dirs are under root/pods.
+func newFakeService(root, key string, w *fakeWorld, rec *recorder) (*Service, error) {
+	w.reaper.world = w
+	return New(context.Background(), Config{
+		Namespace:  routingNamespace,
+		ID:         "c0",
+		Bundle:     filepath.Join(root, "c0"),
+		PodKey:     key,
+		PodRoot:    filepath.Join(root, "pods"),
+		Reaper:     w.reaper,
+		NewRuntime: w.newRuntime,
+	}, rec, func(string) {})
 }
 
 // step sends one random request, or makes a process exit; some requests

@@ -1,0 +1,98 @@
+package task
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+)
+
+// A Start waiting for a Delete of the same created container must not hold
+// back the init's exit: the Delete waits for that exit before it publishes.
+// (Found by TestExitRouting: the Delete waited 2 s, then published the exit
+// with status 137 instead of the process's own.)
+func TestStartBehindDeleteHoldsNoExit(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root: the pod's state dir is a bind mount (run the unit tests as root)")
+	}
+	captureLogs(t)
+	root := tmpfsDir(t)
+	w, rec := newFakeWorld(1), newRecorder()
+	svc, err := newFakeService(root, "pod", w, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.reaper.close)
+	ctx := context.Background()
+	bundle := filepath.Join(root, "c1")
+	if err := writeBundle(bundle, true); err != nil {
+		t.Fatal(err)
+	}
+	created, err := svc.Create(ctx, &taskapi.CreateTaskRequest{ID: "c1", Bundle: bundle})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	entered, gate := make(chan struct{}), make(chan struct{})
+	w.plan("delete/c1", callPlan{entered: entered, gate: gate})
+	deleted := make(chan *taskapi.DeleteResponse, 1)
+	go func() {
+		resp, err := svc.Delete(ctx, &taskapi.DeleteRequest{ID: "c1"})
+		if err != nil {
+			t.Errorf("delete: %v", err)
+		}
+		deleted <- resp
+	}()
+	<-entered // the Delete holds the init, in the runtime's delete
+	started := make(chan error, 1)
+	go func() {
+		_, err := svc.Start(ctx, &taskapi.StartRequest{ID: "c1"})
+		started <- err
+	}()
+	// The Start is under way (in the exit router), waiting for the Delete.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		svc.exits.mu.Lock()
+		pending := svc.exits.pending
+		svc.exits.mu.Unlock()
+		if pending > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the Start never reached the exit router")
+		}
+		runtime.Gosched()
+	}
+	// The init exits on its own, and the router has it, before the
+	// runtime's delete returns.
+	w.mu.Lock()
+	n := w.killLocked(w.procs[int(created.Pid)], 3)
+	w.mu.Unlock()
+	w.reaper.waitDelivered(n)
+	close(gate)
+
+	resp := <-deleted
+	if resp == nil || resp.ExitStatus != 3 {
+		t.Fatalf("Delete answered %v, want exit status 3 (the init's own)", resp)
+	}
+	if err := <-started; !errdefs.IsNotFound(errgrpc.ToNative(err)) {
+		t.Fatalf("Start of a deleted container: %v, want NotFound", err)
+	}
+	var topics []string
+	for _, ev := range rec.all() {
+		topics = append(topics, ev.topic)
+		if exit, ok := ev.msg.(*eventstypes.TaskExit); ok && exit.ExitStatus != 3 {
+			t.Errorf("exit published with status %d, want 3", exit.ExitStatus)
+		}
+	}
+	if want := []string{TopicCreate, TopicExit, TopicDelete}; !slices.Equal(topics, want) {
+		t.Fatalf("events %v, want %v", topics, want)
+	}
+}
