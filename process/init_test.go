@@ -94,7 +94,7 @@ func TestInitStateMachine(t *testing.T) {
 	if err := i.Delete(ctx, nil); !errors.Is(err, ErrWrongState) {
 		t.Errorf("Delete of a running init: %v, want ErrWrongState", err)
 	}
-	if !i.SetExited(137, time.Now()) || i.SetExited(1, time.Now()) {
+	if !i.SetExited(137, time.Now(), nil) || i.SetExited(1, time.Now(), nil) {
 		t.Error("an exit is recorded exactly once")
 	}
 	if _, err := i.Start(ctx, nil); !errors.Is(err, ErrWrongState) {
@@ -119,7 +119,7 @@ func TestInitStateMachine(t *testing.T) {
 func TestInitDeleteOnce(t *testing.T) {
 	rt := &stubRuntime{}
 	i := newStubInit(t, rt)
-	i.SetExited(0, time.Now())
+	i.SetExited(0, time.Now(), nil)
 	rt.gate = make(chan struct{})
 	var teardowns atomic.Int32
 	errs := make([]error, 8)
@@ -148,7 +148,7 @@ func TestInitDeleteOnce(t *testing.T) {
 // A failed teardown leaves the init stopped, for Delete to be tried again.
 func TestInitDeleteRetriedAfterTeardownFails(t *testing.T) {
 	i := newStubInit(t, &stubRuntime{})
-	i.SetExited(0, time.Now())
+	i.SetExited(0, time.Now(), nil)
 	boom := errors.New("unmount failed")
 	if err := i.Delete(t.Context(), func() error { return boom }); !errors.Is(err, boom) || i.Status() != Stopped {
 		t.Fatalf("Delete with a failing teardown: %v, status %s", err, i.Status())
@@ -179,7 +179,7 @@ func TestInitPauseFailsOrRacesAnExit(t *testing.T) {
 			t.Fatalf("status %s while the pause is under way, want pausing", i.Status())
 		}
 	}
-	i.SetExited(137, time.Now())
+	i.SetExited(137, time.Now(), nil)
 	close(rt.gate)
 	if err := <-done; err != nil {
 		t.Fatalf("Pause: %v", err)

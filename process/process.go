@@ -54,7 +54,9 @@ type Process struct {
 	op sync.Mutex
 
 	// mu guards status, pid, exitStatus, exitedAt, io and size; exited is
-	// closed exactly when status first becomes Stopped.
+	// closed once, by SetExited after status first became Stopped (once the
+	// exit is announced), or by markDeleted for a process that never
+	// stopped.
 	mu         sync.Mutex
 	status     Status
 	pid        int
@@ -93,17 +95,25 @@ func (p *Process) ExitInfo() (int, time.Time) {
 // Exited is closed when the process has exited.
 func (p *Process) Exited() <-chan struct{} { return p.exited }
 
-// SetExited records the exit. It reports false if the process had already
-// exited (or was deleted): an exit is recorded once.
-func (p *Process) SetExited(status int, at time.Time) bool {
+// SetExited records the exit, then runs announce (the exit's event), then
+// wakes those waiting on Exited: whoever waited for the exit acts after its
+// event (a Delete publishes its own after it). It reports false, and runs
+// nothing, if the process had already exited (or was deleted): an exit is
+// recorded and announced once.
+func (p *Process) SetExited(status int, at time.Time, announce func()) bool {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.status == Stopped || p.status == Deleted {
+		p.mu.Unlock()
 		return false
 	}
 	p.status = Stopped
 	p.exitStatus = status
 	p.exitedAt = at
+	p.mu.Unlock()
+	// Stopped from now on: markDeleted leaves exited to this.
+	if announce != nil {
+		announce()
+	}
 	close(p.exited)
 	return true
 }

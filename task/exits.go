@@ -185,9 +185,7 @@ func (o *exitOrder) initExit(e process.Exit) bool {
 func (s *Service) exited(ref *procRef, e process.Exit) {
 	c := ref.c
 	if ref.exec != nil {
-		if ref.exec.SetExited(e.Status, e.Timestamp) {
-			s.publishExit(c.id, ref.exec.ID, e)
-		}
+		ref.exec.SetExited(e.Status, e.Timestamp, func() { s.publishExit(c.id, ref.exec.ID, e) })
 		if held := c.order.execDone(); held != nil {
 			s.initExited(c, *held)
 		}
@@ -213,9 +211,7 @@ func (s *Service) initExited(c *container, e process.Exit) {
 		// An OOM kill is published before the exit it caused.
 		c.cgroup.FlushOOM(e.Status == 128+int(unix.SIGKILL))
 	}
-	if c.init.SetExited(e.Status, e.Timestamp) {
-		s.publishExit(c.id, c.id, e)
-	}
+	c.init.SetExited(e.Status, e.Timestamp, func() { s.publishExit(c.id, c.id, e) })
 }
 
 func (s *Service) publishExit(containerID, id string, e process.Exit) {

@@ -13,6 +13,8 @@ import (
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // A Start waiting for a Delete of the same created container must not hold
@@ -94,5 +96,70 @@ func TestStartBehindDeleteHoldsNoExit(t *testing.T) {
 	}
 	if want := []string{TopicCreate, TopicExit, TopicDelete}; !slices.Equal(topics, want) {
 		t.Fatalf("events %v, want %v", topics, want)
+	}
+}
+
+// An exit is published before anyone waiting for it (Wait, a Delete's
+// teardown) is woken: else a Delete can publish /tasks/delete before the
+// exit it waited for. (Found by TestExitRouting: "event 4 (/tasks/exit)
+// published after its delete (event 3)".)
+func TestExitPublishedBeforeWaitersWake(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root: the pod's state dir is a bind mount (run the unit tests as root)")
+	}
+	captureLogs(t)
+	root := tmpfsDir(t)
+	w, rec := newFakeWorld(1), newRecorder()
+	svc, err := newFakeService(root, "pod", w, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.reaper.close)
+	ctx := context.Background()
+	bundle := filepath.Join(root, "c1")
+	if err := writeBundle(bundle, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Create(ctx, &taskapi.CreateTaskRequest{ID: "c1", Bundle: bundle}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Start(ctx, &taskapi.StartRequest{ID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	spec := []byte(`{"args":["true"],"cwd":"/"}`)
+	if _, err := svc.Exec(ctx, &taskapi.ExecProcessRequest{ID: "c1", ExecID: "e1", Spec: &anypb.Any{TypeUrl: "p", Value: spec}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Start(ctx, &taskapi.StartRequest{ID: "c1", ExecID: "e1"}); err != nil {
+		t.Fatal(err)
+	}
+	c, e, err := svc.getProcess(ctx, "c1", "e1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exits := make(chan string, 2)
+	rec.onPublish = func(topic string, msg proto.Message) {
+		exit, ok := msg.(*eventstypes.TaskExit)
+		if !ok {
+			return
+		}
+		exited := c.init.Exited()
+		if exit.ID == "e1" {
+			exited = e.Exited()
+		}
+		select {
+		case <-exited:
+			t.Errorf("exit of %s published after its waiters were woken", exit.ID)
+		default:
+		}
+		exits <- exit.ID
+	}
+	if _, err := svc.Kill(ctx, &taskapi.KillRequest{ID: "c1", Signal: 9, All: true}); err != nil {
+		t.Fatal(err)
+	}
+	<-exits
+	<-exits
+	if _, err := svc.Delete(ctx, &taskapi.DeleteRequest{ID: "c1"}); err != nil {
+		t.Fatal(err)
 	}
 }

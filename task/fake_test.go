@@ -626,6 +626,9 @@ type event struct {
 
 // recorder is the publisher: it keeps every event in order.
 type recorder struct {
+	// onPublish, if set, sees each event before it is recorded.
+	onPublish func(topic string, msg proto.Message)
+
 	// mu guards events; cond signals a new one.
 	mu     sync.Mutex
 	cond   *sync.Cond
@@ -639,6 +642,9 @@ func newRecorder() *recorder {
 }
 
 func (r *recorder) Publish(topic string, msg proto.Message) {
+	if r.onPublish != nil {
+		r.onPublish(topic, msg)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, event{topic: topic, msg: msg})
