@@ -118,18 +118,37 @@ func (p *Process) SetExited(status int, at time.Time, announce func()) bool {
 	return true
 }
 
-// Owned is called by an operation that may start a process (Create, Start)
-// once it holds the process: its operation lock taken and the state it
-// starts from checked, before the runtime is called. From then until the
-// operation returns, nothing else changes the process; the caller may hold
-// the process's exit back until it has announced the step. It is not called
-// if the operation never got to hold the process (another operation left it
-// in a state it cannot start from). nil is allowed.
-type Owned func()
+// Hooks let the caller of an operation that starts a process (Create,
+// Start) order the process's events:
+//
+//   - Owned is called once the operation holds the process: its operation
+//     lock taken, the state it starts from checked, before the runtime is
+//     called. From then until the operation returns nothing else changes the
+//     process, so the caller may hold the process's exit back until the
+//     step's event is out. It is not called if the operation never got to
+//     hold the process (another one left it in a state it cannot start
+//     from): holding the exit for it could stall that other operation,
+//     which may be waiting for the exit.
+//   - Started is called with the pid once the process runs, before the
+//     operation lets go of the process: the step's event, published there,
+//     comes before the event of any later operation (a Pause). It is called
+//     only if the operation succeeds.
+//
+// A nil func is skipped.
+type Hooks struct {
+	Owned   func()
+	Started func(pid int)
+}
 
-func (o Owned) call() {
-	if o != nil {
-		o()
+func (h Hooks) owned() {
+	if h.Owned != nil {
+		h.Owned()
+	}
+}
+
+func (h Hooks) started(pid int) {
+	if h.Started != nil {
+		h.Started(pid)
 	}
 }
 

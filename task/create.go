@@ -124,8 +124,9 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	})
 	// The runtime's create is the last step that can fail; a failure after
 	// the runtime created the container is undone by Init.Create itself.
-	return c, s.exits.during(c.ref, func(hold func()) (int, error) {
-		return c.init.Create(ctx, hold)
+	return c, s.exits.during(c.ref, func(hooks process.Hooks) error {
+		_, err := c.init.Create(ctx, hooks)
+		return err
 	}, func(pid int) {
 		s.watchCgroup(c)
 		s.unreserve(c.id, c)

@@ -75,8 +75,9 @@ func (s *Service) startExec(ctx context.Context, c *container, e *execProc) (int
 		return 0, precondition("cannot start exec %s in container %s: it is %s, not running", e.ID, c.id, st)
 	}
 	c.order.execStarting()
-	err := s.exits.during(e.ref, func(hold func()) (int, error) {
-		return e.Start(ctx, hold)
+	err := s.exits.during(e.ref, func(hooks process.Hooks) error {
+		_, err := e.Start(ctx, hooks)
+		return err
 	}, func(pid int) {
 		s.pub.Publish(TopicExecStarted, &eventstypes.TaskExecStarted{ContainerID: c.id, ExecID: e.ID, Pid: uint32(pid)})
 	})

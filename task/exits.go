@@ -73,50 +73,52 @@ func (r *exitRouter) route(exits <-chan process.Exit) {
 }
 
 // during runs step, a step of ref's process that may start it (create,
-// start, exec start) and returns its pid. step calls hold once it owns the
-// process (its operation lock taken, its state checked; the process
-// package's operations take hold for that). From then on the process's exit
-// is handled exactly once, and only after announce (the step's event) has
-// run: an exit that comes during the step, even before its pid is known, is
-// held until then. An exit that comes before hold is handled as usual: it
-// cannot be held for a step that waits for another operation, which may be
-// waiting for that very exit (a Delete of a created container waits for the
-// init its runtime killed). announce runs only if step succeeded. If step
-// fails, the process is left to its own exit: a pid step did not return is
-// nobody's, and a process that was already known (an init whose start
-// failed) has its exit handled as usual.
-func (r *exitRouter) during(ref *procRef, step func(hold func()) (int, error), announce func(pid int)) error {
+// start, exec start), giving it the hooks the process package's operations
+// take (process.Hooks). Once the step owns the process (Owned), the
+// process's exit is handled exactly once, and only after announce (the
+// step's event) has run: an exit that comes during the step, even before its
+// pid is known, is held until the step returns. An exit that comes before
+// the step owns the process is handled as usual: it cannot be held for a
+// step that waits for another operation, which may be waiting for that very
+// exit (a Delete of a created container waits for the init its runtime
+// killed). announce runs, with the pid, once the process runs (Started),
+// while the step still owns the process, so that the event of a later
+// operation (a Pause) comes after it; it runs only if the step succeeds. If
+// the step fails, the process is left to its own exit: a pid the step did
+// not announce is nobody's, and a process that was already known (an init
+// whose start failed) has its exit handled as usual.
+func (r *exitRouter) during(ref *procRef, step func(process.Hooks) error, announce func(pid int)) error {
 	r.mu.Lock()
 	r.pending++
 	r.mu.Unlock()
-	hold := func() {
-		r.mu.Lock()
-		ref.holding = true
-		r.mu.Unlock()
+	hooks := process.Hooks{
+		Owned: func() {
+			r.mu.Lock()
+			ref.holding = true
+			r.mu.Unlock()
+		},
+		Started: func(pid int) {
+			r.mu.Lock()
+			if pid > 0 && ref.held == nil && r.byPid[pid] != ref {
+				if e, ok := r.unclaimed[pid]; ok {
+					delete(r.unclaimed, pid)
+					ref.held = &e
+				} else {
+					r.byPid[pid] = ref
+				}
+			}
+			r.mu.Unlock()
+			announce(pid)
+		},
 	}
 
-	pid, err := step(hold)
+	err := step(hooks)
 
 	r.mu.Lock()
 	r.pending--
-	if err == nil && pid > 0 && ref.held == nil && r.byPid[pid] != ref {
-		if e, ok := r.unclaimed[pid]; ok {
-			delete(r.unclaimed, pid)
-			ref.held = &e
-		} else {
-			r.byPid[pid] = ref
-		}
-	}
 	if r.pending == 0 {
 		clear(r.unclaimed)
 	}
-	r.mu.Unlock()
-
-	if err == nil {
-		announce(pid)
-	}
-
-	r.mu.Lock()
 	ref.holding = false
 	held := ref.held
 	ref.held = nil

@@ -39,7 +39,7 @@ import (
 // schedule again.
 var (
 	routingSeed      = flag.String("routing.seed", "", "run only the schedule with this seed (also ROUTING_SEED)")
-	routingSchedules = flag.Int("routing.schedules", 1500, "how many random schedules TestExitRouting runs")
+	routingSchedules = flag.Int("routing.schedules", 2000, "how many random schedules TestExitRouting runs")
 )
 
 const routingNamespace = "routing"
