@@ -43,8 +43,10 @@ type callPlan struct {
 	wait   bool
 	// initDies (exec only): the container's init exits after the runtime
 	// checked that it runs and before the exec's process joins the
-	// container, as with runc exec.
-	initDies bool
+	// container, as with runc exec. late: and the process joins only once
+	// the service killed what was left of a container without a pid
+	// namespace of its own (kill --all after its init's exit).
+	initDies, late bool
 	// readyFail, pendingGone (exec only): the runtime readied ahead of the
 	// exec's Start could not be started, or ended without its spec.
 	readyFail, pendingGone bool
@@ -74,9 +76,11 @@ type fakeContainer struct {
 type fakeWorld struct {
 	reaper *fakeReaper
 
-	// mu guards everything below.
+	// mu guards everything below; cond signals a kill --all.
 	mu         sync.Mutex
-	rng        *rand.Rand // minor choices made inside calls
+	cond       *sync.Cond
+	killAlls   map[string]int // per container, the lethal kill --all calls
+	rng        *rand.Rand     // minor choices made inside calls
 	nextPid    int
 	procs      map[int]*fakeProc
 	containers map[string]*fakeContainer // in the runtime: created, not deleted
@@ -89,14 +93,17 @@ type fakeWorld struct {
 }
 
 func newFakeWorld(seed uint64) *fakeWorld {
-	return &fakeWorld{
+	w := &fakeWorld{
 		reaper:     newFakeReaper(),
+		killAlls:   make(map[string]int),
 		rng:        rand.New(rand.NewPCG(seed, 0x5eed)),
 		procs:      make(map[int]*fakeProc),
 		containers: make(map[string]*fakeContainer),
 		ownPidNS:   make(map[string]bool),
 		plans:      make(map[string]callPlan),
 	}
+	w.cond = sync.NewCond(&w.mu)
+	return w
 }
 
 func (w *fakeWorld) plan(key string, p callPlan) {
@@ -459,6 +466,14 @@ func (f *fakeRuntime) exec(id, execID string, o process.ExecOpts) error {
 			f.waitRouted(p, n)
 			return errors.New("runc exec failed: fork into the container's pid namespace: cannot allocate memory")
 		}
+		if p.late && !w.waitKillAllLocked(id, w.killAlls[id]) {
+			w.mu.Unlock()
+			return errors.New("runc exec failed: the fake waited in vain for the kill --all after init's exit")
+		}
+		if w.containers[id] != c {
+			w.mu.Unlock()
+			return fmt.Errorf("runc exec failed: container %s does not exist", id)
+		}
 	}
 	e := w.newProcLocked(id, execID)
 	c.execs = append(c.execs, e)
@@ -469,6 +484,26 @@ func (f *fakeRuntime) exec(id, execID string, o process.ExecOpts) error {
 	w.mu.Unlock()
 	f.waitRouted(p, n)
 	return writePid(o.PidFile, pid)
+}
+
+// waitKillAllLocked waits, mu held, until container id had more than seen
+// lethal kill --all calls, for at most 10 s; false if none came.
+func (w *fakeWorld) waitKillAllLocked(id string, seen int) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	timer := time.AfterFunc(10*time.Second, func() {
+		w.mu.Lock()
+		w.cond.Broadcast()
+		w.mu.Unlock()
+	})
+	defer timer.Stop()
+	for w.killAlls[id] <= seen {
+		if !time.Now().Before(deadline) {
+			w.errs = append(w.errs, fmt.Sprintf("no kill --all of container %s after its init's exit", id))
+			return false
+		}
+		w.cond.Wait()
+	}
+	return true
 }
 
 func (f *fakeRuntime) Kill(ctx context.Context, id string, sig int, all bool) error {
@@ -491,6 +526,8 @@ func (f *fakeRuntime) Kill(ctx context.Context, id string, sig int, all bool) er
 	if !lethal(sig) {
 		return nil
 	}
+	w.killAlls[id]++
+	w.cond.Broadcast()
 	w.killLocked(c.init, 128+sig)
 	for _, e := range c.execs {
 		w.killLocked(e, 128+sig)

@@ -226,8 +226,20 @@ func runSchedule(root string, seed uint64) (failures []string, trace string) {
 	s.async.Wait()
 	failures = append(failures, s.settle()...)
 	failures = append(failures, s.cleanup()...)
+	// Every process is gone: every Wait answers. Those that do not in
+	// time are cancelled, and fail the schedule.
+	waited := make(chan struct{})
+	go func() {
+		s.waits.Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second):
+		failures = append(failures, "Waits still unanswered 10 s after every container was deleted")
+	}
 	cancel()
-	s.waits.Wait()
+	<-waited
 	w.reaper.close()
 
 	failures = append(failures, w.leftovers()...)
@@ -504,7 +516,7 @@ func (s *schedule) opExecStart(e *mExec) func() {
 	p.fail = s.rng.IntN(10) == 0
 	s.exitPlan(&p)
 	if s.rng.IntN(10) == 0 {
-		p.initDies, p.status = true, s.status()
+		p.initDies, p.status, p.late = true, s.status(), s.rng.IntN(2) == 0
 	}
 	s.world.plan("exec/"+e.c.id+"/"+e.id, p)
 	faults := s.faults("exec.started", "exec.started", "stdio.attach")
