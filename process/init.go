@@ -130,9 +130,11 @@ func (i *Init) Start(ctx context.Context, hooks Hooks) (int, error) {
 	if err := i.cfg.Runtime.Start(ctx, i.ID); err != nil {
 		return 0, err
 	}
-	i.move(Running)
+	// Announced before it is Running: what needs a running container
+	// (an exec) comes after the start's event.
 	pid := i.Pid()
 	hooks.started(pid)
+	i.move(Running)
 	return pid, nil
 }
 
