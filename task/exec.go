@@ -87,6 +87,13 @@ func (s *Service) startExec(ctx context.Context, c *container, e *execProc) (int
 		}
 		return 0, err
 	}
+	if c.killAllOnExit && c.order.initWasReaped() {
+		// Its process joined the container after init exited, maybe
+		// after what was left was killed (the runtime checked that init
+		// ran before init exited): kill it too, or init's exit, which
+		// waits for the exec's, would wait for it forever.
+		s.killRest(c)
+	}
 	return e.Pid(), nil
 }
 

@@ -142,12 +142,29 @@ func (r *exitRouter) forget(c *container) {
 
 // exitOrder orders a container's exit events: every exec's before init's.
 type exitOrder struct {
-	// mu guards running and heldInit.
+	// mu guards running, initReaped and heldInit.
 	mu sync.Mutex
 	// running counts execs from just before their start until their exit
 	// was handled or their start failed; each is counted out exactly once.
-	running  int
-	heldInit *process.Exit
+	running int
+	// initReaped is set once init's exit is reaped, before what is left of
+	// a container without a pid namespace of its own is killed.
+	initReaped bool
+	heldInit   *process.Exit
+}
+
+// initGone notes that init's exit was reaped.
+func (o *exitOrder) initGone() {
+	o.mu.Lock()
+	o.initReaped = true
+	o.mu.Unlock()
+}
+
+// initWasReaped tells whether init's exit was reaped.
+func (o *exitOrder) initWasReaped() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.initReaped
 }
 
 // execStarting counts an exec in before its start.
@@ -193,17 +210,24 @@ func (s *Service) exited(ref *procRef, e process.Exit) {
 		}
 		return
 	}
+	c.order.initGone()
 	if c.killAllOnExit {
 		// Without its own pid namespace, the rest of the container does
 		// not die with init: their exits (execs') come before init's.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if err := c.init.KillAll(ctx); err != nil {
-			slog.Debug("kill remaining processes after init exit", "id", c.id, "error", err)
-		}
-		cancel()
+		// An exec that joins after this kill is killed by startExec.
+		s.killRest(c)
 	}
 	if c.order.initExit(e) {
 		s.initExited(c, e)
+	}
+}
+
+// killRest kills what is left of a container whose init is gone.
+func (s *Service) killRest(c *container) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.init.KillAll(ctx); err != nil {
+		slog.Debug("kill remaining processes after init exit", "id", c.id, "error", err)
 	}
 }
 

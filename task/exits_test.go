@@ -163,3 +163,59 @@ func TestExitPublishedBeforeWaitersWake(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// newFakeServiceT is a service of a fresh fake world, for a test.
+func newFakeServiceT(t *testing.T) (*Service, *fakeWorld, *recorder, string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root: the pod's state dir is a bind mount (run the unit tests as root)")
+	}
+	captureLogs(t)
+	root := tmpfsDir(t)
+	w, rec := newFakeWorld(1), newRecorder()
+	svc, err := newFakeService(root, "pod", w, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.reaper.close)
+	return svc, w, rec, root
+}
+
+// An exec of a container without a pid namespace of its own whose process
+// joins the container just after its init exited, too late for the kill
+// of what was left, is killed too: else the init's exit, which waits for
+// the execs' exits, is never published.
+func TestExecJoiningAfterInitExitIsKilled(t *testing.T) {
+	svc, w, rec, root := newFakeServiceT(t)
+	ctx := context.Background()
+	bundle := filepath.Join(root, "c1")
+	if err := writeBundle(bundle, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Create(ctx, &taskapi.CreateTaskRequest{ID: "c1", Bundle: bundle}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Start(ctx, &taskapi.StartRequest{ID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	spec := []byte(`{"args":["true"],"cwd":"/"}`)
+	if _, err := svc.Exec(ctx, &taskapi.ExecProcessRequest{ID: "c1", ExecID: "e1", Spec: &anypb.Any{TypeUrl: "p", Value: spec}}); err != nil {
+		t.Fatal(err)
+	}
+	w.plan("exec/c1/e1", callPlan{initDies: true, late: true, status: 7})
+	if _, err := svc.Start(ctx, &taskapi.StartRequest{ID: "c1", ExecID: "e1"}); err != nil {
+		t.Fatalf("exec start: %v", err)
+	}
+	published := rec.waitFor(10*time.Second, func(evs []event) bool { return exitIndex(evs, "c1", "c1") >= 0 })
+	evs := rec.all()
+	var topics []string
+	for _, ev := range evs {
+		topics = append(topics, ev.topic)
+	}
+	if !published {
+		t.Fatalf("the init's exit was never published (events %v; live processes %v)", topics, w.livePids())
+	}
+	if e, i := exitIndex(evs, "c1", "e1"), exitIndex(evs, "c1", "c1"); e < 0 || e > i {
+		t.Fatalf("events %v: the exec's exit must come before the init's", topics)
+	}
+}
