@@ -220,7 +220,7 @@ func (w *fakeWorld) leftovers() []string {
 // signals only fake processes, and reports exits to its one subscriber in
 // the order they happened, through a queue without bound (as the real one).
 type fakeReaper struct {
-	world *fakeWorld // set by newFakeRuntimeFor
+	world *fakeWorld // set before the service starts (newFakeService)
 
 	// mu guards queue, pushed, delivered, closed and sub; cond signals a
 	// change of any.
@@ -343,7 +343,6 @@ type fakeRuntime struct {
 }
 
 func (w *fakeWorld) newRuntime(RuntimeConfig) process.Runtime {
-	w.reaper.world = w
 	return &fakeRuntime{w: w}
 }
 
