@@ -56,13 +56,14 @@ func (s *Service) addExec(ctx context.Context, r *taskapi.ExecProcessRequest) er
 	e := process.NewExec(c.init, r.ExecID, &spec, stdio.Config{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal})
 	// Readied before anyone can see it, so Start and Delete find it whole.
 	e.Prepare(ctx)
-	if _, err := c.addExec(e); err != nil {
+	if _, err := c.addExec(e, func() {
+		s.pub.Publish(TopicExecAdded, &eventstypes.TaskExecAdded{ContainerID: c.id, ExecID: r.ExecID})
+	}); err != nil {
 		// Taken meanwhile, or the container is being deleted: nothing of
 		// this exec may stay behind (its readied runtime waits for a spec).
 		_ = e.Delete()
 		return err
 	}
-	s.pub.Publish(TopicExecAdded, &eventstypes.TaskExecAdded{ContainerID: c.id, ExecID: r.ExecID})
 	return nil
 }
 

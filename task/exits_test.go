@@ -219,3 +219,55 @@ func TestExecJoiningAfterInitExitIsKilled(t *testing.T) {
 		t.Fatalf("events %v: the exec's exit must come before the init's", topics)
 	}
 }
+
+// /tasks/exec-added is published before the container can be closed for its
+// delete: else a Delete that discards the exec, just added, publishes
+// /tasks/delete first. (Found by TestExitRouting: "event 12
+// (/tasks/exec-added) published after its delete (event 11)".)
+func TestExecAddedPublishedBeforeTheContainerCloses(t *testing.T) {
+	svc, _, rec, root := newFakeServiceT(t)
+	ctx := context.Background()
+	bundle := filepath.Join(root, "c1")
+	if err := writeBundle(bundle, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Create(ctx, &taskapi.CreateTaskRequest{ID: "c1", Bundle: bundle}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Start(ctx, &taskapi.StartRequest{ID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := svc.get(ctx, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := false
+	rec.onPublish = func(topic string, msg proto.Message) {
+		if topic != TopicExecAdded {
+			return
+		}
+		seen = true
+		// The container's delete closes it under execMu: while the event
+		// is published, nothing may close it.
+		if c.execMu.TryLock() {
+			c.execMu.Unlock()
+			t.Error("exec-added published while the container could be closed for its delete")
+		}
+	}
+	spec := []byte(`{"args":["true"],"cwd":"/"}`)
+	if _, err := svc.Exec(ctx, &taskapi.ExecProcessRequest{ID: "c1", ExecID: "e1", Spec: &anypb.Any{TypeUrl: "p", Value: spec}}); err != nil {
+		t.Fatal(err)
+	}
+	if !seen {
+		t.Fatal("no exec-added published")
+	}
+	if _, err := svc.Kill(ctx, &taskapi.KillRequest{ID: "c1", Signal: 9, All: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !rec.waitFor(10*time.Second, func(evs []event) bool { return exitIndex(evs, "c1", "c1") >= 0 }) {
+		t.Fatal("no exit published")
+	}
+	if _, err := svc.Delete(ctx, &taskapi.DeleteRequest{ID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+}
