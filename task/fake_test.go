@@ -55,6 +55,22 @@ type callPlan struct {
 	entered, gate chan struct{}
 }
 
+// String lists what the plan asks for, for a schedule's trace.
+func (p callPlan) String() string {
+	var parts []string
+	for _, f := range []struct {
+		on   bool
+		name string
+	}{{p.fail, "fail"}, {p.exit, fmt.Sprintf("exit %d", p.status)}, {p.wait, "routed before return"},
+		{p.initDies, fmt.Sprintf("init exits %d", p.status)}, {p.late, "joins after the kill"},
+		{p.readyFail, "ready fails"}, {p.pendingGone, "readied runtime gone"}} {
+		if f.on {
+			parts = append(parts, f.name)
+		}
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
 type fakeProc struct {
 	pid       int
 	container string

@@ -152,6 +152,7 @@ type mContainer struct {
 	createOK  bool
 	createPid uint32
 	startOK   int
+	startPid  uint32
 	deleteOK  int
 	deleted   *taskapi.DeleteResponse
 	execs     []*mExec
@@ -419,7 +420,7 @@ func (s *schedule) opCreate() func() {
 		withFaults(faults, func() {
 			resp, err = s.svc.Create(s.ctx, &taskapi.CreateTaskRequest{ID: c.id, Bundle: c.bundle})
 		})
-		s.logf("create %s ownPidNS=%v plan=%+v faults=%v: %v", c.id, c.ownPidNS, p, faults, errText(err))
+		s.logf("create %s ownPidNS=%v plan=%v faults=%v: %v", c.id, c.ownPidNS, p, faults, errText(err))
 		if err != nil {
 			return
 		}
@@ -472,12 +473,12 @@ func (s *schedule) opStart(c *mContainer) func() {
 	s.world.plan("start/"+c.id, p)
 	return func() {
 		resp, err := s.svc.Start(s.ctx, &taskapi.StartRequest{ID: c.id})
-		s.logf("start %s plan=%+v: %v", c.id, p, errText(err))
+		s.logf("start %s plan=%v: %v", c.id, p, errText(err))
 		if err == nil {
 			s.mu.Lock()
 			c.startOK++
+			c.startPid = resp.Pid
 			s.mu.Unlock()
-			_ = resp
 		}
 	}
 }
@@ -500,7 +501,7 @@ func (s *schedule) opExecAdd(c *mContainer) func() {
 				Spec: &anypb.Any{TypeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process", Value: spec},
 			})
 		})
-		s.logf("exec add %s/%s plan=%+v faults=%v: %v", c.id, e.id, p, faults, errText(err))
+		s.logf("exec add %s/%s plan=%v faults=%v: %v", c.id, e.id, p, faults, errText(err))
 		if err != nil {
 			return
 		}
@@ -526,7 +527,7 @@ func (s *schedule) opExecStart(e *mExec) func() {
 		withFaults(faults, func() {
 			resp, err = s.svc.Start(s.ctx, &taskapi.StartRequest{ID: e.c.id, ExecID: e.id})
 		})
-		s.logf("exec start %s/%s plan=%+v faults=%v: %v", e.c.id, e.id, p, faults, errText(err))
+		s.logf("exec start %s/%s plan=%v faults=%v: %v", e.c.id, e.id, p, faults, errText(err))
 		if err == nil {
 			s.mu.Lock()
 			e.startOK++
@@ -794,6 +795,11 @@ func (s *schedule) check(evs []event) []string {
 			fail("container %s started %d times", c.id, c.startOK)
 		case c.startOK == 1:
 			start = once("start", ce.start)
+			if start >= 0 {
+				if p := evs[start].msg.(*eventstypes.TaskStart).Pid; p != c.createPid || p != c.startPid {
+					fail("container %s: start event pid %d, Start answered %d, Create %d", c.id, p, c.startPid, c.createPid)
+				}
+			}
 		case len(ce.start) > 0:
 			fail("container %s: start events %v, but no Start succeeded", c.id, ce.start)
 		}
