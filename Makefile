@@ -4,15 +4,17 @@
 #   make install      to $(PREFIX)/bin (default /usr/local/bin)
 #   make deps         Debian packages, containerd 2.4, crictl and runc 1.4 (scripts/deps.sh; root)
 #   make unit         unit tests of the shim's module
+#   make fuzz         each fuzz target for FUZZTIME (go test -fuzz; corpora in */testdata/fuzz)
 #   make integration  the integration suite (integration/, its own Go module) under containerd 1.6 and 2.4 (root)
 #   make vet          gofmt and go vet, both modules (with the VM's scenarios, tag cgroup2vm)
 #   make test-cgroup2 the cgroup v2 scenarios in a VM (qemu, software emulation; scripts/cgroup2-vm): containerd
 #                     1.6 and 2.4, runc's cgroupfs and systemd drivers (root)
-#   make test         deps build vet unit integration test-cgroup2: what CI runs (.ci/run)
+#   make test         deps build vet unit fuzz integration test-cgroup2: what CI runs (.ci/run)
 #   make demo         a pod of two containers under a private containerd (root; CONTAINERD=2.4 for 2.4)
 #   make bench        benchmarks (./bench, once it exists)
 #
-# Knobs: GO, PREFIX, P (go test -p for unit tests, default 1), INTEGRATION_RUN (go test -run regexp),
+# Knobs: GO, PREFIX, P (go test -p for unit tests, default 1), FUZZTIME (per fuzz target, default 10s),
+# INTEGRATION_RUN (go test -run regexp),
 # TEST_RUNTIME (io.containerd.runc.v2 runs the suite against the reference runtime), TEST_CONTAINERD (1.6 or 2.4).
 
 GO ?= go
@@ -29,7 +31,7 @@ LDFLAGS := $(if $(filter amd64,$(GOARCH_BUILD)),-ldflags=-E=containerd_shim_pod_
 
 # Everything here runs one step at a time, even under make -j: the integration suite starts daemons as root.
 .NOTPARALLEL:
-.PHONY: all build install deps unit integration test-cgroup2 test vet demo bench clean
+.PHONY: all build install deps unit fuzz integration test-cgroup2 test vet demo bench clean
 
 all: build
 
@@ -47,6 +49,19 @@ deps:
 unit:
 	$(GO) test -p $(P) -count=1 ./...
 
+# Short fuzz sessions, one target at a time (go test -fuzz takes one): new
+# inputs go to the Go cache, a failing one to the package's testdata/fuzz,
+# where `make unit` runs it ever after. Keep such a crasher with its fix.
+FUZZTIME ?= 10s
+FUZZ_TARGETS := pod:FuzzGroupKey pod:FuzzRewrite stdio:FuzzParseURI task:FuzzDecodeOptions \
+	task:FuzzDecodeLegacyCreateOptions shim:FuzzParseStartInput
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "fuzz ./$$pkg $$name for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
+	done
+
 # The suite uses the binary `make build` made (SHIM_BINARY), so what is tested is what gets installed.
 integration: build
 	cd integration && SHIM_BINARY=$(CURDIR)/$(BIN) $(GO) test -p 1 -count=1 -v -timeout $(INTEGRATION_TIMEOUT) \
@@ -57,7 +72,7 @@ integration: build
 test-cgroup2: deps build
 	SHIM_BINARY=$(CURDIR)/$(BIN) GO=$(GO) scripts/cgroup2-vm/run.sh
 
-test: deps build vet unit integration test-cgroup2
+test: deps build vet unit fuzz integration test-cgroup2
 
 vet:
 	@files=$$(find . -name '*.go' -not -path './.git/*' -not -path './bin/*'); \

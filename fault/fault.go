@@ -4,8 +4,9 @@
 // ("init.attach,pod.pin"), or, as "@FILE", a file that names them: read when
 // the shim process starts, so a test can change the faults of the next shim
 // containerd starts without restarting containerd. The shim inherits the
-// variable from containerd's environment. Unset, a check is one lookup in an
-// empty map.
+// variable from containerd's environment. In-process tests use Enable
+// instead. With neither, a check is one lookup in an empty map and one
+// atomic load.
 package fault
 
 import (
@@ -13,6 +14,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // Env is the environment variable that names the failing steps.
@@ -21,7 +24,8 @@ const Env = "CONTAINERD_SHIM_POD_V2_FAULTS"
 // ErrInjected is the error of a step made to fail.
 var ErrInjected = errors.New("fault injected for testing")
 
-var steps = parse(list(os.Getenv(Env)))
+// fromEnv is read once, at start, and never changed.
+var fromEnv = parse(list(os.Getenv(Env)))
 
 // list is the steps the variable names, directly or in its file (a missing
 // file names none).
@@ -37,6 +41,16 @@ func list(env string) string {
 	return string(data)
 }
 
+// Steps enabled by Enable. enabledCount is the number of Enable calls not
+// yet restored, so that Check takes no lock while there are none.
+var (
+	enabledCount atomic.Int32
+	// enabledMu guards enabled: per step, how many Enable calls not yet
+	// restored name it.
+	enabledMu sync.Mutex
+	enabled   = map[string]int{}
+)
+
 func parse(list string) map[string]bool {
 	m := map[string]bool{}
 	for _, s := range strings.Split(list, ",") {
@@ -49,8 +63,43 @@ func parse(list string) map[string]bool {
 
 // Check returns an error wrapping ErrInjected if step is asked to fail.
 func Check(step string) error {
-	if steps[step] {
+	if fromEnv[step] || enabledNow(step) {
 		return fmt.Errorf("%s: %w", step, ErrInjected)
 	}
 	return nil
+}
+
+func enabledNow(step string) bool {
+	if enabledCount.Load() == 0 {
+		return false
+	}
+	enabledMu.Lock()
+	defer enabledMu.Unlock()
+	return enabled[step] > 0
+}
+
+// Enable makes steps fail in this process until restore is called. It is
+// for tests that drive the shim's packages in-process. Calls nest and may
+// overlap, from any goroutine: a step fails while any Enable naming it is not
+// yet restored. restore may be called more than once; only the first counts.
+func Enable(steps ...string) (restore func()) {
+	enabledMu.Lock()
+	for _, s := range steps {
+		enabled[s]++
+	}
+	enabledMu.Unlock()
+	enabledCount.Add(1)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			enabledMu.Lock()
+			for _, s := range steps {
+				if enabled[s]--; enabled[s] == 0 {
+					delete(enabled, s)
+				}
+			}
+			enabledMu.Unlock()
+			enabledCount.Add(-1)
+		})
+	}
 }

@@ -104,13 +104,14 @@ func (e *Exec) execOpts(l *execLaunch) ExecOpts {
 // Start runs the exec and returns its pid: the process is running. If a
 // step fails after the process started, the process is killed: a failed
 // Start leaves nothing running, and the exec stays Created for containerd
-// to delete.
-func (e *Exec) Start(ctx context.Context) (int, error) {
+// to delete. hooks: see Hooks.
+func (e *Exec) Start(ctx context.Context, hooks Hooks) (int, error) {
 	e.op.Lock()
 	defer e.op.Unlock()
 	if _, err := e.begin("start", Created); err != nil {
 		return 0, err
 	}
+	hooks.owned()
 	l := e.launch
 	e.launch = nil
 	if l == nil { // a Start before failed and released the launch
@@ -124,6 +125,7 @@ func (e *Exec) Start(ctx context.Context) (int, error) {
 	}
 	e.setStarted(pid, l.streams)
 	e.move(Running)
+	hooks.started(pid)
 	return pid, nil
 }
 

@@ -51,13 +51,14 @@ func (i *Init) Runtime() Runtime { return i.cfg.Runtime }
 // Create sets up stdio and runs the runtime's create, and returns the pid of
 // the init, left Created, waiting for Start. A failure after the runtime
 // created the container removes it again (delete --force): nothing of it is
-// left, and the same id can be created again.
-func (i *Init) Create(ctx context.Context) (pid int, retErr error) {
+// left, and the same id can be created again. hooks: see Hooks.
+func (i *Init) Create(ctx context.Context, hooks Hooks) (pid int, retErr error) {
 	i.op.Lock()
 	defer i.op.Unlock()
 	if _, err := i.begin("create", Created); err != nil {
 		return 0, err
 	}
+	hooks.owned()
 	pidFile := filepath.Join(i.cfg.Bundle, "init.pid")
 	streams, console, err := setupIO(ctx, i.cfg.Stdio, i.cfg.IOOptions, i.cfg.Starter, i.cfg.ConsoleDir)
 	if err != nil {
@@ -100,6 +101,7 @@ func (i *Init) Create(ctx context.Context) (pid int, retErr error) {
 		return 0, fmt.Errorf("pid of %s: %w", i.ID, err)
 	}
 	i.setStarted(pid, streams)
+	hooks.started(pid)
 	return pid, nil
 }
 
@@ -115,19 +117,25 @@ func (i *Init) undoCreate(cause error) error {
 }
 
 // Start runs the runtime's start and returns the init's pid. An exit that
-// arrives meanwhile is the caller's to order after the start (see task's
-// exit router); a Start that found the init gone is not an error.
-func (i *Init) Start(ctx context.Context) (int, error) {
+// arrives while Start holds the process is the caller's to order after the
+// start (see Hooks, and task's exit router); a Start that found the init
+// gone is not an error.
+func (i *Init) Start(ctx context.Context, hooks Hooks) (int, error) {
 	i.op.Lock()
 	defer i.op.Unlock()
 	if _, err := i.begin("start", Created); err != nil {
 		return 0, err
 	}
+	hooks.owned()
 	if err := i.cfg.Runtime.Start(ctx, i.ID); err != nil {
 		return 0, err
 	}
+	// Announced before it is Running: what needs a running container
+	// (an exec) comes after the start's event.
+	pid := i.Pid()
+	hooks.started(pid)
 	i.move(Running)
-	return i.Pid(), nil
+	return pid, nil
 }
 
 // Kill signals init, or with all every process of the container. It takes

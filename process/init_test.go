@@ -65,7 +65,7 @@ func (noChildren) Signal(int, syscall.Signal) error { return nil }
 func newStubInit(t *testing.T, rt *stubRuntime) *Init {
 	t.Helper()
 	i := NewInit(InitConfig{ID: "c1", Bundle: t.TempDir(), Runtime: rt, Children: noChildren{}, ConsoleDir: t.TempDir()})
-	if _, err := i.Create(t.Context()); err != nil {
+	if _, err := i.Create(t.Context(), Hooks{}); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
 	return i
@@ -78,10 +78,10 @@ func TestInitStateMachine(t *testing.T) {
 	if err := i.Resume(ctx, func() { t.Error("announced a resume that did not happen") }); !errors.Is(err, ErrWrongState) {
 		t.Errorf("Resume of a created init: %v, want ErrWrongState", err)
 	}
-	if _, err := i.Start(ctx); err != nil {
+	if _, err := i.Start(ctx, Hooks{}); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
-	if _, err := i.Start(ctx); !errors.Is(err, ErrWrongState) {
+	if _, err := i.Start(ctx, Hooks{}); !errors.Is(err, ErrWrongState) {
 		t.Errorf("second Start: %v, want ErrWrongState", err)
 	}
 	var events []string
@@ -94,10 +94,10 @@ func TestInitStateMachine(t *testing.T) {
 	if err := i.Delete(ctx, nil); !errors.Is(err, ErrWrongState) {
 		t.Errorf("Delete of a running init: %v, want ErrWrongState", err)
 	}
-	if !i.SetExited(137, time.Now()) || i.SetExited(1, time.Now()) {
+	if !i.SetExited(137, time.Now(), nil) || i.SetExited(1, time.Now(), nil) {
 		t.Error("an exit is recorded exactly once")
 	}
-	if _, err := i.Start(ctx); !errors.Is(err, ErrWrongState) {
+	if _, err := i.Start(ctx, Hooks{}); !errors.Is(err, ErrWrongState) {
 		t.Errorf("Start of a stopped init: %v, want ErrWrongState", err)
 	}
 	if err := i.Kill(ctx, 9, false); !errors.Is(err, ErrExited) {
@@ -119,7 +119,7 @@ func TestInitStateMachine(t *testing.T) {
 func TestInitDeleteOnce(t *testing.T) {
 	rt := &stubRuntime{}
 	i := newStubInit(t, rt)
-	i.SetExited(0, time.Now())
+	i.SetExited(0, time.Now(), nil)
 	rt.gate = make(chan struct{})
 	var teardowns atomic.Int32
 	errs := make([]error, 8)
@@ -148,7 +148,7 @@ func TestInitDeleteOnce(t *testing.T) {
 // A failed teardown leaves the init stopped, for Delete to be tried again.
 func TestInitDeleteRetriedAfterTeardownFails(t *testing.T) {
 	i := newStubInit(t, &stubRuntime{})
-	i.SetExited(0, time.Now())
+	i.SetExited(0, time.Now(), nil)
 	boom := errors.New("unmount failed")
 	if err := i.Delete(t.Context(), func() error { return boom }); !errors.Is(err, boom) || i.Status() != Stopped {
 		t.Fatalf("Delete with a failing teardown: %v, status %s", err, i.Status())
@@ -163,7 +163,7 @@ func TestInitDeleteRetriedAfterTeardownFails(t *testing.T) {
 func TestInitPauseFailsOrRacesAnExit(t *testing.T) {
 	rt := &stubRuntime{fail: map[string]error{"pause": errors.New("freeze failed")}}
 	i := newStubInit(t, rt)
-	if _, err := i.Start(t.Context()); err != nil {
+	if _, err := i.Start(t.Context(), Hooks{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := i.Pause(t.Context(), func() { t.Error("announced a failed pause") }); err == nil || i.Status() != Running {
@@ -179,7 +179,7 @@ func TestInitPauseFailsOrRacesAnExit(t *testing.T) {
 			t.Fatalf("status %s while the pause is under way, want pausing", i.Status())
 		}
 	}
-	i.SetExited(137, time.Now())
+	i.SetExited(137, time.Now(), nil)
 	close(rt.gate)
 	if err := <-done; err != nil {
 		t.Fatalf("Pause: %v", err)

@@ -54,7 +54,9 @@ type Process struct {
 	op sync.Mutex
 
 	// mu guards status, pid, exitStatus, exitedAt, io and size; exited is
-	// closed exactly when status first becomes Stopped.
+	// closed once, by SetExited after status first became Stopped (once the
+	// exit is announced), or by markDeleted for a process that never
+	// stopped.
 	mu         sync.Mutex
 	status     Status
 	pid        int
@@ -93,19 +95,61 @@ func (p *Process) ExitInfo() (int, time.Time) {
 // Exited is closed when the process has exited.
 func (p *Process) Exited() <-chan struct{} { return p.exited }
 
-// SetExited records the exit. It reports false if the process had already
-// exited (or was deleted): an exit is recorded once.
-func (p *Process) SetExited(status int, at time.Time) bool {
+// SetExited records the exit, then runs announce (the exit's event), then
+// wakes those waiting on Exited: whoever waited for the exit acts after its
+// event (a Delete publishes its own after it). It reports false, and runs
+// nothing, if the process had already exited (or was deleted): an exit is
+// recorded and announced once.
+func (p *Process) SetExited(status int, at time.Time, announce func()) bool {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.status == Stopped || p.status == Deleted {
+		p.mu.Unlock()
 		return false
 	}
 	p.status = Stopped
 	p.exitStatus = status
 	p.exitedAt = at
+	p.mu.Unlock()
+	// Stopped from now on: markDeleted leaves exited to this.
+	if announce != nil {
+		announce()
+	}
 	close(p.exited)
 	return true
+}
+
+// Hooks let the caller of an operation that starts a process (Create,
+// Start) order the process's events:
+//
+//   - Owned is called once the operation holds the process: its operation
+//     lock taken, the state it starts from checked, before the runtime is
+//     called. From then until the operation returns nothing else changes the
+//     process, so the caller may hold the process's exit back until the
+//     step's event is out. It is not called if the operation never got to
+//     hold the process (another one left it in a state it cannot start
+//     from): holding the exit for it could stall that other operation,
+//     which may be waiting for the exit.
+//   - Started is called with the pid once the process runs, before the
+//     operation lets go of the process: the step's event, published there,
+//     comes before the event of any later operation (a Pause). It is called
+//     only if the operation succeeds.
+//
+// A nil func is skipped.
+type Hooks struct {
+	Owned   func()
+	Started func(pid int)
+}
+
+func (h Hooks) owned() {
+	if h.Owned != nil {
+		h.Owned()
+	}
+}
+
+func (h Hooks) started(pid int) {
+	if h.Started != nil {
+		h.Started(pid)
+	}
 }
 
 // begin checks, with the operation lock held, that the process is in one of

@@ -40,8 +40,10 @@ type target struct {
 	args []string // logger arguments: key, value pairs sorted by key
 }
 
-// parseURI parses one stream's URI: "" (null), a plain path or fifo://path
-// (fifo), file:///abs/path, or binary:///abs/path?k=v&k2=v2.
+// parseURI parses one stream's URI: "" (null), an absolute path or
+// fifo:///abs/path (fifo), file:///abs/path, or binary:///abs/path?k=v&k2=v2.
+// Every path it returns is absolute and clean: a relative one would name a
+// place relative to the shim's working directory, which is no container's.
 func parseURI(s string) (target, error) {
 	t := target{uri: s}
 	if s == "" {
@@ -52,12 +54,10 @@ func parseURI(s string) (target, error) {
 		if rest == "" {
 			return t, fmt.Errorf("stdio URI %q: empty fifo path", s)
 		}
-		t.kind, t.path = kindFifo, rest
-		return t, nil
+		return fifoTarget(t, rest)
 	}
 	if strings.HasPrefix(s, "/") || !strings.Contains(s, ":") {
-		t.kind, t.path = kindFifo, s
-		return t, nil
+		return fifoTarget(t, s)
 	}
 	u, err := url.Parse(s)
 	if err != nil {
@@ -69,9 +69,8 @@ func parseURI(s string) (target, error) {
 	case "binary":
 		t.kind = kindBinary
 	case "":
-		// A relative path with a colon in it, such as "a:b/c".
-		t.kind, t.path = kindFifo, s
-		return t, nil
+		// A path with a colon in it that is no URI, such as "a:b/c".
+		return fifoTarget(t, s)
 	default:
 		return t, fmt.Errorf("stdio URI %q: unsupported scheme %q (want a fifo path, fifo://, file:// or binary://)", s, u.Scheme)
 	}
@@ -100,5 +99,14 @@ func parseURI(s string) (target, error) {
 			}
 		}
 	}
+	return t, nil
+}
+
+// fifoTarget is a fifo at path, which must be absolute.
+func fifoTarget(t target, path string) (target, error) {
+	if !filepath.IsAbs(path) {
+		return t, fmt.Errorf("stdio URI %q: a fifo path must be absolute", t.uri)
+	}
+	t.kind, t.path = kindFifo, filepath.Clean(path)
 	return t, nil
 }

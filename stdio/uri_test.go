@@ -16,9 +16,10 @@ func TestParseURI(t *testing.T) {
 	}{
 		{in: "", kind: kindNull},
 		{in: "/run/containerd/fifo/1/c-stdout", kind: kindFifo, path: "/run/containerd/fifo/1/c-stdout"},
-		{in: "relative/fifo", kind: kindFifo, path: "relative/fifo"},
+		{in: "/run/containerd//fifo/./1/c-stdout", kind: kindFifo, path: "/run/containerd/fifo/1/c-stdout"},
+		{in: "relative/fifo", errPart: "must be absolute"},
 		{in: "fifo:///run/x/stdin", kind: kindFifo, path: "/run/x/stdin"},
-		{in: "fifo://run/x/stdin", kind: kindFifo, path: "run/x/stdin"},
+		{in: "fifo://run/x/stdin", errPart: "must be absolute"},
 		{in: "file:///var/log/c.log", kind: kindFile, path: "/var/log/c.log"},
 		{in: "file:///var/log/../log/c.log", kind: kindFile, path: "/var/log/c.log"},
 		{in: "binary:///usr/bin/logger", kind: kindBinary, path: "/usr/bin/logger"},

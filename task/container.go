@@ -28,7 +28,8 @@ type container struct {
 	order exitOrder
 
 	// execMu guards execs and closed: once the container is being deleted
-	// (closed), no exec can be added.
+	// (closed), no exec can be added; an exec's exec-added event is
+	// published under it, so never after the container's delete.
 	execMu sync.Mutex
 	execs  map[string]*execProc
 	closed bool
@@ -56,9 +57,11 @@ func (c *container) exec(id string) (*execProc, error) {
 	return e, nil
 }
 
-// addExec adds an exec; it fails if the id is taken or the container is
-// being deleted.
-func (c *container) addExec(e *process.Exec) (*execProc, error) {
+// addExec adds an exec and runs announce (its event); it fails if the id
+// is taken or the container is being deleted. announce runs before the
+// container can be closed: a container's delete comes after the events of
+// the execs added to it.
+func (c *container) addExec(e *process.Exec, announce func()) (*execProc, error) {
 	c.execMu.Lock()
 	defer c.execMu.Unlock()
 	if c.closed {
@@ -70,6 +73,7 @@ func (c *container) addExec(e *process.Exec) (*execProc, error) {
 	ep := &execProc{Exec: e}
 	ep.ref = &procRef{c: c, exec: ep}
 	c.execs[e.ID] = ep
+	announce()
 	return ep, nil
 }
 

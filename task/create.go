@@ -135,8 +135,9 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	})
 	// The runtime's create is the last step that can fail; a failure after
 	// the runtime created the container is undone by Init.Create itself.
-	err = s.exits.during(c.ref, func() (int, error) {
-		return c.init.Create(ctx)
+	err = s.exits.during(c.ref, func(hooks process.Hooks) error {
+		_, err := c.init.Create(ctx, hooks)
+		return err
 	}, func(pid int) {
 		s.watchCgroup(c)
 		s.unreserve(c.id, c)

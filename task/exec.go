@@ -56,13 +56,14 @@ func (s *Service) addExec(ctx context.Context, r *taskapi.ExecProcessRequest) er
 	e := process.NewExec(c.init, r.ExecID, &spec, stdio.Config{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal})
 	// Readied before anyone can see it, so Start and Delete find it whole.
 	e.Prepare(ctx)
-	if _, err := c.addExec(e); err != nil {
+	if _, err := c.addExec(e, func() {
+		s.pub.Publish(TopicExecAdded, &eventstypes.TaskExecAdded{ContainerID: c.id, ExecID: r.ExecID})
+	}); err != nil {
 		// Taken meanwhile, or the container is being deleted: nothing of
 		// this exec may stay behind (its readied runtime waits for a spec).
 		_ = e.Delete()
 		return err
 	}
-	s.pub.Publish(TopicExecAdded, &eventstypes.TaskExecAdded{ContainerID: c.id, ExecID: r.ExecID})
 	return nil
 }
 
@@ -75,8 +76,9 @@ func (s *Service) startExec(ctx context.Context, c *container, e *execProc) (int
 		return 0, precondition("cannot start exec %s in container %s: it is %s, not running", e.ID, c.id, st)
 	}
 	c.order.execStarting()
-	err := s.exits.during(e.ref, func() (int, error) {
-		return e.Start(ctx)
+	err := s.exits.during(e.ref, func(hooks process.Hooks) error {
+		_, err := e.Start(ctx, hooks)
+		return err
 	}, func(pid int) {
 		s.pub.Publish(TopicExecStarted, &eventstypes.TaskExecStarted{ContainerID: c.id, ExecID: e.ID, Pid: uint32(pid)})
 	})
@@ -85,6 +87,13 @@ func (s *Service) startExec(ctx context.Context, c *container, e *execProc) (int
 			s.initExited(c, *held)
 		}
 		return 0, err
+	}
+	if c.killAllOnExit && c.order.initWasReaped() {
+		// Its process joined the container after init exited, maybe
+		// after what was left was killed (the runtime checked that init
+		// ran before init exited): kill it too, or init's exit, which
+		// waits for the exec's, would wait for it forever.
+		s.killRest(c)
 	}
 	return e.Pid(), nil
 }

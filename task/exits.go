@@ -73,41 +73,52 @@ func (r *exitRouter) route(exits <-chan process.Exit) {
 }
 
 // during runs step, a step of ref's process that may start it (create,
-// start, exec start) and returns its pid. The process's exit is handled
-// exactly once, and only after announce (the step's event) has run: an exit
-// that came during the step, even before its pid was known, is held until
-// then. announce runs only if step succeeded. If step fails, the process is
-// left to its own exit: a pid step did not return is nobody's, and a
-// process that was already known (an init whose start failed) has its exit
-// handled as usual.
-func (r *exitRouter) during(ref *procRef, step func() (int, error), announce func(pid int)) error {
+// start, exec start), giving it the hooks the process package's operations
+// take (process.Hooks). Once the step owns the process (Owned), the
+// process's exit is handled exactly once, and only after announce (the
+// step's event) has run: an exit that comes during the step, even before its
+// pid is known, is held until the step returns. An exit that comes before
+// the step owns the process is handled as usual: it cannot be held for a
+// step that waits for another operation, which may be waiting for that very
+// exit (a Delete of a created container waits for the init its runtime
+// killed). announce runs, with the pid, once the process runs (Started),
+// while the step still owns the process, so that the event of a later
+// operation (a Pause) comes after it; it runs only if the step succeeds. If
+// the step fails, the process is left to its own exit: a pid the step did
+// not announce is nobody's, and a process that was already known (an init
+// whose start failed) has its exit handled as usual.
+func (r *exitRouter) during(ref *procRef, step func(process.Hooks) error, announce func(pid int)) error {
 	r.mu.Lock()
 	r.pending++
-	ref.holding = true
 	r.mu.Unlock()
+	hooks := process.Hooks{
+		Owned: func() {
+			r.mu.Lock()
+			ref.holding = true
+			r.mu.Unlock()
+		},
+		Started: func(pid int) {
+			r.mu.Lock()
+			if pid > 0 && ref.held == nil && r.byPid[pid] != ref {
+				if e, ok := r.unclaimed[pid]; ok {
+					delete(r.unclaimed, pid)
+					ref.held = &e
+				} else {
+					r.byPid[pid] = ref
+				}
+			}
+			r.mu.Unlock()
+			announce(pid)
+		},
+	}
 
-	pid, err := step()
+	err := step(hooks)
 
 	r.mu.Lock()
 	r.pending--
-	if err == nil && pid > 0 && ref.held == nil && r.byPid[pid] != ref {
-		if e, ok := r.unclaimed[pid]; ok {
-			delete(r.unclaimed, pid)
-			ref.held = &e
-		} else {
-			r.byPid[pid] = ref
-		}
-	}
 	if r.pending == 0 {
 		clear(r.unclaimed)
 	}
-	r.mu.Unlock()
-
-	if err == nil {
-		announce(pid)
-	}
-
-	r.mu.Lock()
 	ref.holding = false
 	held := ref.held
 	ref.held = nil
@@ -131,12 +142,29 @@ func (r *exitRouter) forget(c *container) {
 
 // exitOrder orders a container's exit events: every exec's before init's.
 type exitOrder struct {
-	// mu guards running and heldInit.
+	// mu guards running, initReaped and heldInit.
 	mu sync.Mutex
 	// running counts execs from just before their start until their exit
 	// was handled or their start failed; each is counted out exactly once.
-	running  int
-	heldInit *process.Exit
+	running int
+	// initReaped is set once init's exit is reaped, before what is left of
+	// a container without a pid namespace of its own is killed.
+	initReaped bool
+	heldInit   *process.Exit
+}
+
+// initGone notes that init's exit was reaped.
+func (o *exitOrder) initGone() {
+	o.mu.Lock()
+	o.initReaped = true
+	o.mu.Unlock()
+}
+
+// initWasReaped tells whether init's exit was reaped.
+func (o *exitOrder) initWasReaped() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.initReaped
 }
 
 // execStarting counts an exec in before its start.
@@ -176,25 +204,30 @@ func (o *exitOrder) initExit(e process.Exit) bool {
 func (s *Service) exited(ref *procRef, e process.Exit) {
 	c := ref.c
 	if ref.exec != nil {
-		if ref.exec.SetExited(e.Status, e.Timestamp) {
-			s.publishExit(c.id, ref.exec.ID, e)
-		}
+		ref.exec.SetExited(e.Status, e.Timestamp, func() { s.publishExit(c.id, ref.exec.ID, e) })
 		if held := c.order.execDone(); held != nil {
 			s.initExited(c, *held)
 		}
 		return
 	}
+	c.order.initGone()
 	if c.killAllOnExit {
 		// Without its own pid namespace, the rest of the container does
 		// not die with init: their exits (execs') come before init's.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if err := c.init.KillAll(ctx); err != nil {
-			slog.Debug("kill remaining processes after init exit", "id", c.id, "error", err)
-		}
-		cancel()
+		// An exec that joins after this kill is killed by startExec.
+		s.killRest(c)
 	}
 	if c.order.initExit(e) {
 		s.initExited(c, e)
+	}
+}
+
+// killRest kills what is left of a container whose init is gone.
+func (s *Service) killRest(c *container) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.init.KillAll(ctx); err != nil {
+		slog.Debug("kill remaining processes after init exit", "id", c.id, "error", err)
 	}
 }
 
@@ -204,9 +237,7 @@ func (s *Service) initExited(c *container, e process.Exit) {
 		// An OOM kill is published before the exit it caused.
 		c.cgroup.FlushOOM(e.Status == 128+int(unix.SIGKILL))
 	}
-	if c.init.SetExited(e.Status, e.Timestamp) {
-		s.publishExit(c.id, c.id, e)
-	}
+	c.init.SetExited(e.Status, e.Timestamp, func() { s.publishExit(c.id, c.id, e) })
 }
 
 func (s *Service) publishExit(containerID, id string, e process.Exit) {

@@ -31,8 +31,9 @@ func (s *Service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.
 		return &taskapi.StartResponse{Pid: uint32(pid)}, nil
 	}
 	var started int
-	err = s.exits.during(c.ref, func() (int, error) {
-		return c.init.Start(ctx)
+	err = s.exits.during(c.ref, func(hooks process.Hooks) error {
+		_, err := c.init.Start(ctx, hooks)
+		return err
 	}, func(pid int) {
 		started = pid
 		s.pub.Publish(TopicStart, &eventstypes.TaskStart{ContainerID: c.id, Pid: uint32(pid)})

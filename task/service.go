@@ -27,6 +27,9 @@ type Config struct {
 	// PodKey names the pod's state directory: the shim's socket name, a
 	// hash of containerd's address, the namespace and the pod's group key.
 	PodKey string
+	// PodRoot is where pods' state directories are ("": pod.DefaultRoot);
+	// tests give a temporary directory.
+	PodRoot string
 	// ShimAlive, for Cleanup: a shim still serves the pod, so the pod's
 	// namespaces are its to release.
 	ShimAlive bool
@@ -57,7 +60,11 @@ func podDir(cfg Config) (string, error) {
 	if key == "" {
 		key = cfg.ID
 	}
-	return pod.StateDir(pod.DefaultRoot, cfg.Namespace, key)
+	root := cfg.PodRoot
+	if root == "" {
+		root = pod.DefaultRoot
+	}
+	return pod.StateDir(root, cfg.Namespace, key)
 }
 
 // Publisher sends events to containerd, in the order published.
