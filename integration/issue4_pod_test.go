@@ -242,9 +242,13 @@ func TestPodShimKill9(t *testing.T) {
 			c.Ctr("tasks", "rm", "-f", id)
 			c.Ctr("containers", "rm", id)
 		}
-		harness.Eventually(t, 10*time.Second, "no pin, no container process", func() bool {
+		gone := func() bool {
 			return len(nsfsMountsUnder(filepath.Join(podStateRoot, c.Namespace))) == 0 && !harness.ProcessAlive(pids[0]) && !harness.ProcessAlive(pids[1])
-		})
+		}
+		if !harness.WaitUntil(20*time.Second, gone) {
+			t.Fatalf("after 20 s: pins %v, container processes %d alive %v, %d alive %v", nsfsMountsUnder(filepath.Join(podStateRoot, c.Namespace)),
+				pids[0], harness.ProcessAlive(pids[0]), pids[1], harness.ProcessAlive(pids[1]))
+		}
 		for _, id := range []string{a, b} {
 			c.CheckGone(t, id, pod)
 		}
