@@ -1,18 +1,26 @@
 // Package fault lets tests make a chosen step of the shim fail, to prove
 // that every failure is undone. The environment variable
-// CONTAINERD_SHIM_POD_V2_FAULTS names the steps, comma-separated
-// ("init.attach,pod.pin"), or, as "@FILE", a file that names them: read when
-// the shim process starts, so a test can change the faults of the next shim
-// containerd starts without restarting containerd. The shim inherits the
-// variable from containerd's environment. Unset, a check is one lookup in an
-// empty map.
+// CONTAINERD_SHIM_POD_V2_FAULTS names the steps, comma-separated, or, as
+// "@FILE", a file that names them: read when the shim process starts, so a
+// test can change the faults of the next shim containerd starts without
+// restarting containerd. The shim inherits the variable from containerd's
+// environment. A step is named package.step after the package that checks
+// it ("task.mount", "pod.pin"); docs/FAULTS.md lists them.
+//
+// An entry "step" makes every check of that step fail; "step@N" only the
+// Nth check of it in the process (counted from 1), so that a failure can hit
+// the second of two mounts, or the second container of a pod, and be gone
+// for a retry. Entries may repeat a step: "shim.publish@1,shim.publish@2".
+// Unset, a check is one lookup in an empty map.
 package fault
 
 import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 )
 
 // Env is the environment variable that names the failing steps.
@@ -21,7 +29,19 @@ const Env = "CONTAINERD_SHIM_POD_V2_FAULTS"
 // ErrInjected is the error of a step made to fail.
 var ErrInjected = errors.New("fault injected for testing")
 
-var steps = parse(list(os.Getenv(Env)))
+// rule is when a step fails: always, or at the listed checks.
+type rule struct {
+	always bool
+	at     map[int]bool
+}
+
+var (
+	rules = parse(list(os.Getenv(Env)))
+
+	// mu guards checks: how many times each named step was checked.
+	mu     sync.Mutex
+	checks = map[string]int{}
+)
 
 // list is the steps the variable names, directly or in its file (a missing
 // file names none).
@@ -37,19 +57,45 @@ func list(env string) string {
 	return string(data)
 }
 
-func parse(list string) map[string]bool {
-	m := map[string]bool{}
+func parse(list string) map[string]*rule {
+	m := map[string]*rule{}
 	for _, s := range strings.Split(list, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			m[s] = true
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		step, nth, counted := strings.Cut(s, "@")
+		r := m[step]
+		if r == nil {
+			r = &rule{at: map[int]bool{}}
+			m[step] = r
+		}
+		n, err := strconv.Atoi(nth)
+		switch {
+		case !counted:
+			r.always = true
+		case err != nil || n < 1:
+			// A typo must not silently test nothing: the step fails always.
+			r.always = true
+		default:
+			r.at[n] = true
 		}
 	}
 	return m
 }
 
-// Check returns an error wrapping ErrInjected if step is asked to fail.
+// Check returns an error wrapping ErrInjected if step is asked to fail at
+// this check.
 func Check(step string) error {
-	if steps[step] {
+	r := rules[step]
+	if r == nil {
+		return nil
+	}
+	mu.Lock()
+	checks[step]++
+	n := checks[step]
+	mu.Unlock()
+	if r.always || r.at[n] {
 		return fmt.Errorf("%s: %w", step, ErrInjected)
 	}
 	return nil
