@@ -135,8 +135,17 @@ func (c *Containerd) NewDirectBundle(t testing.TB, id string, args []string, ann
 		t.Fatal(err)
 	}
 
+	// The log fifo is opened read-write, at once, as containerd opens it:
+	// the shim opens it without blocking, which fails unless a reader is
+	// there already (a reader opened in the background may come too late),
+	// and it is read for as long as the test runs. The outputs are read
+	// until the shim's last writer closes them.
 	openRead := func(p string, into io.Writer, wg *sync.WaitGroup) {
-		f, err := fifo.OpenFifo(context.Background(), p, syscall.O_RDONLY|syscall.O_CREAT|syscall.O_NONBLOCK, 0o700)
+		flag := syscall.O_RDONLY | syscall.O_CREAT | syscall.O_NONBLOCK
+		if wg == nil {
+			flag = syscall.O_RDWR | syscall.O_CREAT
+		}
+		f, err := fifo.OpenFifo(context.Background(), p, flag, 0o700)
 		if err != nil {
 			t.Fatalf("fifo %s: %v", p, err)
 		}
