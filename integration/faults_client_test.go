@@ -24,6 +24,7 @@ type faultPod struct {
 	c      *harness.Containerd
 	cl     *client.Client
 	ctx    context.Context
+	ev     *harness.Events
 	ann    map[string]string
 	keeper *faultContainer
 	shim   int // the pod's shim
@@ -32,7 +33,7 @@ type faultPod struct {
 func newFaultPod(t *testing.T, c *harness.Containerd) *faultPod {
 	t.Helper()
 	cl, ctx := newClient(t, c)
-	p := &faultPod{c: c, cl: cl, ctx: ctx}
+	p := &faultPod{c: c, cl: cl, ctx: ctx, ev: c.Events(t)}
 	key := c.ID("pod")
 	p.ann = map[string]string{harness.GroupAnnotation(c.Runtime): key}
 	p.keeper = p.container(t, c.Runtime, "", c.ID("keeper"))
@@ -381,6 +382,7 @@ func clientRow(t *testing.T, p *faultPod, row faultRow, binary string, heal func
 
 	// The same id is created and runs again (a failed create's retry did).
 	if row.op == "create" {
+		checkLives(t, p.ev, id, 1, row.op)
 		p.checkKeeper(t)
 		return
 	}
@@ -391,6 +393,7 @@ func clientRow(t *testing.T, p *faultPod, row faultRow, binary string, heal func
 	x.finish(t, ctx)
 	checkContainerGone(t, c, id, c.Bundle(id), x.cgroups, x.marker)
 	before.check(t, c, "after the container ran again")
+	checkLives(t, p.ev, id, 2, row.op)
 	p.checkKeeper(t)
 }
 

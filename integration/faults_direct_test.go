@@ -114,6 +114,7 @@ func (fs *faultShim) run(t *testing.T, c *harness.Containerd, req *taskapi.Creat
 // directFaultRow: a step of the pod's first container's Create fails in a
 // shim started directly.
 func directFaultRow(t *testing.T, c *harness.Containerd, row faultRow) {
+	ev := c.Events(t)
 	id := c.ID("first")
 	marker := newMarker()
 	args := []string{"sh", "-c", "echo started; exit 0; sleep " + marker}
@@ -184,6 +185,7 @@ func directFaultRow(t *testing.T, c *harness.Containerd, row faultRow) {
 	fs.run(t, c, req, "started\n")
 	checkContainerGone(t, c, id, fs.b.Path, spec.Linux.CgroupsPath, marker)
 	ran.check(t, c, "after the container ran again")
+	checkLives(t, ev, id, 2, row.op)
 }
 
 // namespaceHolder starts a `sleep` in new namespaces (attr) for the rest of
@@ -227,8 +229,10 @@ func publishRetried(t *testing.T, c *harness.Containerd, row faultRow) {
 	if got := harness.Topics(ev.Task(id)); !slices.Equal(got, want) {
 		t.Errorf("events of %s: %v, want %v once each, in order", id, got, want)
 	}
+	// The shim logs a delivery once it is done, maybe after containerd
+	// passed the event on.
 	for _, line := range []string{"event not delivered yet, retrying", "event delivered after retries"} {
-		if !strings.Contains(fs.b.Log.String(), line) {
+		if !harness.WaitUntil(10*time.Second, func() bool { return strings.Contains(fs.b.Log.String(), line) }) {
 			t.Errorf("the shim's log has no %q:\n%s", line, fs.b.Log.String())
 		}
 	}
@@ -245,14 +249,18 @@ func publishLostAtExit(t *testing.T, c *harness.Containerd, row faultRow) {
 	}
 	fs.s.Client.Close()
 	harness.Eventually(t, 30*time.Second, "the shim exits", func() bool { return !harness.ProcessAlive(fs.pid) })
+	// What the shim wrote before it exited is still on its way through the
+	// log fifo.
 	for _, topic := range []string{"/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"} {
-		found := false
-		for _, l := range strings.Split(fs.b.Log.String(), "\n") {
-			if strings.Contains(l, "event not delivered: shim is exiting") && strings.Contains(l, "topic="+topic) {
-				found = true
+		logged := func() bool {
+			for _, l := range strings.Split(fs.b.Log.String(), "\n") {
+				if strings.Contains(l, "event not delivered: shim is exiting") && strings.Contains(l, "topic="+topic) {
+					return true
+				}
 			}
+			return false
 		}
-		if !found {
+		if !harness.WaitUntil(10*time.Second, logged) {
 			t.Errorf("the shim's log does not name the undelivered %s:\n%s", topic, fs.b.Log.String())
 		}
 	}

@@ -286,6 +286,50 @@ func runtimeProcesses(id string) []harness.Process {
 	})
 }
 
+// checkLives checks the events containerd got of container id: each of its
+// lives (a create that worked, to its delete) is /tasks/create, start, exit
+// and delete, once each and in order, and a failed request published
+// nothing. In the first life, op was retried: a pause or resume row paused
+// and resumed the container once each; in an exec row, exec "e" was added
+// twice (the failed one and its retry) and started and exited once (the
+// exec's events are checked apart from the container's).
+func checkLives(t *testing.T, ev *harness.Events, id string, lives int, op string) {
+	t.Helper()
+	var want []string
+	for i := range lives {
+		want = append(want, "/tasks/create", "/tasks/start")
+		if i == 0 && (op == "pause" || op == "resume") {
+			want = append(want, "/tasks/paused", "/tasks/resumed")
+		}
+		want = append(want, "/tasks/exit", "/tasks/delete")
+	}
+	var got, execs []string
+	harness.WaitUntil(10*time.Second, func() bool {
+		got, execs = nil, nil
+		for _, e := range ev.Task(id) {
+			switch {
+			case e.Topic == "/tasks/exec-added" || e.Topic == "/tasks/exec-started":
+				execs = append(execs, e.Topic+" "+e.Str("exec_id"))
+			case e.Topic == "/tasks/exit" && e.Str("id") != id:
+				execs = append(execs, e.Topic+" "+e.Str("id"))
+			default:
+				got = append(got, e.Topic)
+			}
+		}
+		return len(got) >= len(want)
+	})
+	if !slices.Equal(got, want) {
+		t.Errorf("events of %s: %v; want %v", id, got, want)
+	}
+	var wantExecs []string
+	if op == "exec" {
+		wantExecs = []string{"/tasks/exec-added e", "/tasks/exec-added e", "/tasks/exec-started e", "/tasks/exit e"}
+	}
+	if !slices.Equal(execs, wantExecs) {
+		t.Errorf("exec events of %s: %v; want %v", id, execs, wantExecs)
+	}
+}
+
 // checkContainerGone fails t unless nothing of container id is left within
 // 10 s: no mount under its bundle, no runtime state, no cgroup, no process
 // with its marker, no runtime process working on it.
