@@ -1,18 +1,25 @@
 // Package fault lets tests make a chosen step of the shim fail, to prove
 // that every failure is undone. The environment variable
-// CONTAINERD_SHIM_POD_V2_FAULTS names the steps, comma-separated
-// ("init.attach,pod.pin"), or, as "@FILE", a file that names them: read when
-// the shim process starts, so a test can change the faults of the next shim
-// containerd starts without restarting containerd. The shim inherits the
-// variable from containerd's environment. In-process tests use Enable
-// instead. With neither, a check is one lookup in an empty map and one
-// atomic load.
+// CONTAINERD_SHIM_POD_V2_FAULTS names the steps, comma-separated, or, as
+// "@FILE", a file that names them: read when the shim process starts, so a
+// test can change the faults of the next shim containerd starts without
+// restarting containerd. The shim inherits the variable from containerd's
+// environment. A step is named package.step after the package that checks
+// it ("task.mount", "pod.pin"); docs/FAULTS.md lists them.
+//
+// An entry "step" makes every check of that step fail; "step@N" only the
+// Nth check of it in the process (counted from 1), so that a failure can hit
+// the second of two mounts, or the second container of a pod, and be gone
+// for a retry. Entries may repeat a step: "shim.publish@1,shim.publish@2".
+// In-process tests use Enable instead. With neither, a check is one lookup
+// in an empty map and one atomic load.
 package fault
 
 import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,8 +31,19 @@ const Env = "CONTAINERD_SHIM_POD_V2_FAULTS"
 // ErrInjected is the error of a step made to fail.
 var ErrInjected = errors.New("fault injected for testing")
 
-// fromEnv is read once, at start, and never changed.
-var fromEnv = parse(list(os.Getenv(Env)))
+// rule is when a step fails: always, or at the listed checks.
+type rule struct {
+	always bool
+	at     map[int]bool
+}
+
+var (
+	rules = parse(list(os.Getenv(Env)))
+
+	// mu guards checks: how many times each named step was checked.
+	mu     sync.Mutex
+	checks = map[string]int{}
+)
 
 // list is the steps the variable names, directly or in its file (a missing
 // file names none).
@@ -41,6 +59,55 @@ func list(env string) string {
 	return string(data)
 }
 
+func parse(list string) map[string]*rule {
+	m := map[string]*rule{}
+	for _, s := range strings.Split(list, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		step, nth, counted := strings.Cut(s, "@")
+		r := m[step]
+		if r == nil {
+			r = &rule{at: map[int]bool{}}
+			m[step] = r
+		}
+		n, err := strconv.Atoi(nth)
+		switch {
+		case !counted:
+			r.always = true
+		case err != nil || n < 1:
+			// A typo must not silently test nothing: the step fails always.
+			r.always = true
+		default:
+			r.at[n] = true
+		}
+	}
+	return m
+}
+
+// Check returns an error wrapping ErrInjected if step is asked to fail at
+// this check.
+func Check(step string) error {
+	if fromEnv(step) || enabledNow(step) {
+		return fmt.Errorf("%s: %w", step, ErrInjected)
+	}
+	return nil
+}
+
+// fromEnv says whether the environment's rules fail this check of step.
+func fromEnv(step string) bool {
+	r := rules[step]
+	if r == nil {
+		return false
+	}
+	mu.Lock()
+	checks[step]++
+	n := checks[step]
+	mu.Unlock()
+	return r.always || r.at[n]
+}
+
 // Steps enabled by Enable. enabledCount is the number of Enable calls not
 // yet restored, so that Check takes no lock while there are none.
 var (
@@ -50,24 +117,6 @@ var (
 	enabledMu sync.Mutex
 	enabled   = map[string]int{}
 )
-
-func parse(list string) map[string]bool {
-	m := map[string]bool{}
-	for _, s := range strings.Split(list, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			m[s] = true
-		}
-	}
-	return m
-}
-
-// Check returns an error wrapping ErrInjected if step is asked to fail.
-func Check(step string) error {
-	if fromEnv[step] || enabledNow(step) {
-		return fmt.Errorf("%s: %w", step, ErrInjected)
-	}
-	return nil
-}
 
 func enabledNow(step string) bool {
 	if enabledCount.Load() == 0 {

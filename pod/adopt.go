@@ -12,6 +12,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/podv2/containerd-shim-pod-v2/fault"
 )
 
 // ioctls on namespace files (linux/nsfs.h).
@@ -58,6 +60,9 @@ func Adopt(dir string, req Request) (_ *Namespaces, retErr error) {
 		if userF != nil {
 			ns.UserPath = req.UserPath
 		}
+	}
+	if err := fault.Check("pod.adopt"); err != nil {
+		return nil, err
 	}
 
 	switch {

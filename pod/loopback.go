@@ -9,6 +9,8 @@ import (
 	"runtime"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/podv2/containerd-shim-pod-v2/fault"
 )
 
 // loopbackUp brings up lo in the network namespace pinned at netPath (a new
@@ -56,6 +58,9 @@ func loopbackUp(netPath string) error {
 
 // setLoopbackUp runs on a locked thread in the namespace.
 func setLoopbackUp() error {
+	if err := fault.Check("pod.loopback"); err != nil {
+		return err
+	}
 	// A socket belongs to the network namespace it was created in.
 	sock, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {

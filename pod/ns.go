@@ -14,6 +14,8 @@ import (
 	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/podv2/containerd-shim-pod-v2/fault"
 )
 
 // Why the shim creates the user and network namespaces together, in one
@@ -103,6 +105,9 @@ func CreatePinned(dir string, r Runner, req Request) (_ *Namespaces, retErr erro
 		}
 	}
 	if err := PrepareStateDir(dir); err != nil {
+		return nil, err
+	}
+	if err := fault.Check("pod.create"); err != nil {
 		return nil, err
 	}
 

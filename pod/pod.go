@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/podv2/containerd-shim-pod-v2/fault"
 )
 
 // Pod is a live pod: its namespaces, decided by the first container to join,
@@ -93,6 +95,9 @@ func (p *Pod) Join(containerID string, spec *specs.Spec) (retErr error) {
 		return fmt.Errorf("spec of container %s: %w", containerID, err)
 	}
 	p.shared.apply(spec)
+	if err := fault.Check("pod.join"); err != nil {
+		return fmt.Errorf("container %s joining pod %s: %w", containerID, p.id, err)
+	}
 	p.containers = append(p.containers, containerID)
 	if err := p.saveLocked(); err != nil {
 		p.containers = p.containers[:len(p.containers)-1]

@@ -12,6 +12,8 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/podv2/containerd-shim-pod-v2/fault"
 )
 
 // DefaultRoot is where pods' state directories live unless the shim is told
@@ -143,6 +145,9 @@ func unpin(path string) error {
 // pin bind-mounts the namespace file f onto a new empty file at path. The
 // file is created exclusively: pinning twice in one place is a bug.
 func pin(f *os.File, path string) error {
+	if err := fault.Check("pod.pin"); err != nil {
+		return err
+	}
 	pf, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o400)
 	if err != nil {
 		return fmt.Errorf("create pin: %w", err)

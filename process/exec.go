@@ -168,7 +168,7 @@ func (e *Exec) run(ctx context.Context, l *execLaunch) (int, error) {
 		err = attachIO(ctx, l.streams, l.console)
 	}
 	if err == nil {
-		err = fault.Check("exec.started")
+		err = fault.Check("process.exec-started")
 	}
 	if err != nil {
 		e.killStarted(pid)

@@ -94,6 +94,15 @@ const (
 // The container is untouched; the caller starts a fresh runtime.
 var ErrPendingGone = errors.New("pending runtime exec ended before reading its process spec")
 
+// goneError is ErrPendingGone for a runtime that failed before reading the
+// spec, with its failure: a runtime started for a Start and failing so is
+// the answer to that Start (see Runc.Exec).
+type goneError struct{ err error }
+
+func (e *goneError) Error() string        { return fmt.Sprintf("%v: %v", ErrPendingGone, e.err) }
+func (e *goneError) Is(target error) bool { return target == ErrPendingGone }
+func (e *goneError) Unwrap() error        { return e.err }
+
 // ReadyExec is StartExec for an exec readied ahead of its Start: at most
 // maxPendingExecs of them wait at once.
 func (r *Runc) ReadyExec(id string, o ExecOpts) (Pending, error) {
@@ -185,7 +194,7 @@ func (p *PendingExec) Run(spec *specs.Process) error {
 	p.specR.Close()
 	<-written
 	if unread == len(data) {
-		return ErrPendingGone
+		return &goneError{err: err}
 	}
 	return err
 }

@@ -1,6 +1,7 @@
 package process
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -26,7 +27,7 @@ while [ $# -gt 1 ]; do
 	case "$1" in --process) spec="$2"; shift ;; --log) log="$2"; shift ;; esac
 	shift
 done
-if [ -e ` + dir + `/fail ]; then echo "cannot exec in a paused container" >&2; exit 1; fi
+if [ -e ` + dir + `/fail ]; then echo '{"level":"error","msg":"cannot exec in a paused container"}' >> "$log"; exit 1; fi
 spec=$(cat "$spec") || exit 3
 printf '%s' "$spec" > ` + dir + `/got
 if [ -e ` + dir + `/fail-after ]; then echo '{"level":"error","msg":"exec failed: no such file"}' >> "$log"; exit 2; fi
@@ -82,6 +83,22 @@ func TestPendingExecRuntimeGoneBeforeReading(t *testing.T) {
 	}
 	if err := p.Run(&specs.Process{Args: []string{"true"}}); !errors.Is(err, ErrPendingGone) {
 		t.Fatalf("Run after the runtime failed unread: %v, want ErrPendingGone", err)
+	}
+}
+
+// A runtime run for an exec at its Start (not readied ahead, or readied and
+// gone) that fails before reading the spec failed on its own: Exec returns
+// that failure in the runtime's words, not ErrPendingGone, which would only
+// ask for the fresh runtime that has just failed.
+func TestExecRuntimeFailingUnreadReportsItsFailure(t *testing.T) {
+	r, dir := fakeRuntime(t)
+	if err := os.WriteFile(filepath.Join(dir, "fail"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := r.Exec(context.Background(), "c1", &specs.Process{Args: []string{"true"}}, ExecOpts{})
+	var rerr *Error
+	if errors.Is(err, ErrPendingGone) || !errors.As(err, &rerr) || !strings.Contains(err.Error(), "cannot exec in a paused container") {
+		t.Fatalf("Exec: %v, want the runtime's failure in its words", err)
 	}
 }
 

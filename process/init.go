@@ -95,7 +95,7 @@ func (i *Init) Create(ctx context.Context, hooks Hooks) (pid int, retErr error) 
 	}
 	pid, err = ReadPidFile(pidFile)
 	if err == nil {
-		err = fault.Check("init.pidfile")
+		err = fault.Check("process.pidfile")
 	}
 	if err != nil {
 		return 0, fmt.Errorf("pid of %s: %w", i.ID, err)
@@ -231,9 +231,6 @@ func IsNotExist(err error) bool {
 }
 
 func setupIO(ctx context.Context, cfg stdio.Config, opts stdio.Options, start stdio.Starter, consoleDir string) (*stdio.Process, *stdio.ConsoleSocket, error) {
-	if err := fault.Check("stdio.setup"); err != nil {
-		return nil, nil, err
-	}
 	streams, err := stdio.New(ctx, cfg, opts, start)
 	if err != nil {
 		return nil, nil, err
@@ -259,7 +256,7 @@ func runtimeStdio(p *stdio.Process) Stdio {
 // or the pty master the runtime sent is received and copied.
 func attachIO(ctx context.Context, streams *stdio.Process, console *stdio.ConsoleSocket) error {
 	streams.CloseRuntimeEnds()
-	if err := fault.Check("stdio.attach"); err != nil {
+	if err := fault.Check("process.attach"); err != nil {
 		return err
 	}
 	if console == nil {

@@ -296,13 +296,20 @@ func (r *Runc) Start(ctx context.Context, id string) error {
 	return err
 }
 
-// Exec runs `exec --detach`: the process is running when it returns.
+// Exec runs `exec --detach`: the process is running when it returns. A
+// runtime that fails before reading the spec (the container is paused, or
+// gone) is not a readied exec gone stale: its failure is returned.
 func (r *Runc) Exec(ctx context.Context, id string, spec *specs.Process, o ExecOpts) error {
 	p, err := r.StartExec(id, o)
 	if err != nil {
 		return err
 	}
-	return p.Run(spec)
+	err = p.Run(spec)
+	var gone *goneError
+	if errors.As(err, &gone) {
+		return gone.err
+	}
+	return err
 }
 
 // Kill sends sig to the container's init, or with all to every process of it.

@@ -15,6 +15,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/podv2/containerd-shim-pod-v2/fault"
 )
 
 // publisher forwards events to containerd in the order they were published.
@@ -133,6 +135,9 @@ func (p *publisher) deliver(env *types.Envelope) bool {
 }
 
 func (p *publisher) forward(env *types.Envelope) error {
+	if err := fault.Check("shim.publish"); err != nil {
+		return err
+	}
 	if p.address == "" {
 		return fmt.Errorf("no TTRPC_ADDRESS to publish to")
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/podv2/containerd-shim-pod-v2/fault"
 )
 
 // Config is the stdio containerd asked for (CreateTaskRequest /
@@ -184,6 +186,9 @@ func New(ctx context.Context, cfg Config, opts Options, start Starter) (_ *Proce
 		if p.logger, err = startLogger(ctx, t, logR[0], logR[1], opts, start, p.running.done); err != nil {
 			return nil, err
 		}
+	}
+	if err := fault.Check("stdio.setup"); err != nil {
+		return nil, err
 	}
 	return p, nil
 }

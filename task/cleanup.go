@@ -12,6 +12,7 @@ import (
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/podv2/containerd-shim-pod-v2/fault"
 	"github.com/podv2/containerd-shim-pod-v2/pod"
 	"github.com/podv2/containerd-shim-pod-v2/process"
 )
@@ -45,6 +46,9 @@ func newRunc(c RuntimeConfig) process.Runtime {
 }
 
 func writeRuntimeRecord(bundle string, rc RuntimeConfig) error {
+	if err := fault.Check("task.record"); err != nil {
+		return fmt.Errorf("record runtime: %w", err)
+	}
 	data, err := json.Marshal(runtimeRecord{Binary: rc.Binary, Root: rc.Root})
 	if err != nil {
 		return err

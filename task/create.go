@@ -88,7 +88,7 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		return nil, err
 	}
 	if err := writeSpec(bundle, spec); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("spec of container %s: %w", r.ID, err)
 	}
 	undo.push(func() error { return restoreSpec(bundle, specData) })
 
@@ -116,7 +116,7 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		Children:      s.reaper,
 	}
 	if err := writeRuntimeRecord(bundle, rc); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("container %s: %w", r.ID, err)
 	}
 	undo.push(func() error { return removeRuntimeRecord(bundle) })
 

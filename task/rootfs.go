@@ -11,6 +11,8 @@ import (
 
 	"github.com/containerd/containerd/api/types"
 	"golang.org/x/sys/unix"
+
+	"github.com/podv2/containerd-shim-pod-v2/fault"
 )
 
 // mountRootfs mounts the snapshotter's mounts at target, in order. A mount
@@ -112,6 +114,9 @@ type mountRequest struct {
 
 func mountOne(m *types.Mount, mp mountPoint, idm *rootfsIDMap) error {
 	flags, propagation, data := parseMountOptions(m.Options)
+	if err := fault.Check("task.mount"); err != nil {
+		return err
+	}
 	typ := m.Type
 	if flags&unix.MS_BIND != 0 || typ == "bind" {
 		typ = ""

@@ -406,7 +406,7 @@ func (s *schedule) opCreate() func() {
 	var p callPlan
 	p.fail = s.rng.IntN(10) == 0
 	s.exitPlan(&p)
-	faults := s.faults("init.pidfile", "stdio.attach")
+	faults := s.faults("process.pidfile", "process.attach")
 	s.world.mu.Lock()
 	s.world.ownPidNS[c.id] = c.ownPidNS
 	s.world.mu.Unlock()
@@ -520,7 +520,7 @@ func (s *schedule) opExecStart(e *mExec) func() {
 		p.initDies, p.status, p.late = true, s.status(), s.rng.IntN(2) == 0
 	}
 	s.world.plan("exec/"+e.c.id+"/"+e.id, p)
-	faults := s.faults("exec.started", "exec.started", "stdio.attach")
+	faults := s.faults("process.exec-started", "process.exec-started", "process.attach")
 	return func() {
 		var resp *taskapi.StartResponse
 		var err error

@@ -135,8 +135,17 @@ func (c *Containerd) NewDirectBundle(t testing.TB, id string, args []string, ann
 		t.Fatal(err)
 	}
 
+	// The log fifo is opened read-write, at once, as containerd opens it:
+	// the shim opens it without blocking, which fails unless a reader is
+	// there already (a reader opened in the background may come too late),
+	// and it is read for as long as the test runs. The outputs are read
+	// until the shim's last writer closes them.
 	openRead := func(p string, into io.Writer, wg *sync.WaitGroup) {
-		f, err := fifo.OpenFifo(context.Background(), p, syscall.O_RDONLY|syscall.O_CREAT|syscall.O_NONBLOCK, 0o700)
+		flag := syscall.O_RDONLY | syscall.O_CREAT | syscall.O_NONBLOCK
+		if wg == nil {
+			flag = syscall.O_RDWR | syscall.O_CREAT
+		}
+		f, err := fifo.OpenFifo(context.Background(), p, flag, 0o700)
 		if err != nil {
 			t.Fatalf("fifo %s: %v", p, err)
 		}
@@ -320,11 +329,20 @@ type DirectShim struct {
 // BootstrapParams on stdin, BootstrapResult answer), and connects a ttrpc task client to the address it answers.
 func (c *Containerd) StartShimDirect(t testing.TB, bin string, b *DirectBundle) *DirectShim {
 	t.Helper()
+	return c.StartShimDirectEnv(t, bin, b, nil)
+}
+
+// StartShimDirectEnv is StartShimDirect with env added to the shim's
+// environment, as containerd's own environment would be (e.g. the shim's
+// fault points, CONTAINERD_SHIM_POD_V2_FAULTS).
+func (c *Containerd) StartShimDirectEnv(t testing.TB, bin string, b *DirectBundle, env []string) *DirectShim {
+	t.Helper()
 	cmd := exec.Command(bin, "-namespace", c.Namespace, "-address", c.Address, "-publish-binary", c.Flavour.Containerd, "-id", b.ID, "start")
 	cmd.Dir = b.Path
 	cmd.Env = append(filterEnv(os.Environ(), "PATH", "TTRPC_ADDRESS", "GRPC_ADDRESS", "NAMESPACE", "MAX_SHIM_VERSION"),
 		"PATH="+c.PATH, "TTRPC_ADDRESS="+c.TTRPCAddress, "GRPC_ADDRESS="+c.Address, "NAMESPACE="+c.Namespace, "MAX_SHIM_VERSION=2",
 		SettingsEnv+"="+c.SettingsPath())
+	cmd.Env = append(cmd.Env, env...)
 	if !c.Flavour.Is16() {
 		params, err := proto.Marshal(&bootapi.BootstrapParams{
 			InstanceID: b.ID, Namespace: c.Namespace, ContainerdVersion: "2.4.2",

@@ -310,3 +310,38 @@ func (c *Containerd) RuncStatus(t testing.TB, id string) string {
 	}
 	return st.Status
 }
+
+// FDs lists the open file descriptors of process pid, each as "N -> target" (the target of /proc/PID/fd/N).
+func FDs(pid int) ([]string, error) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(ents))
+	for _, e := range ents {
+		target, err := os.Readlink(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue // closed meanwhile
+		}
+		out = append(out, e.Name()+" -> "+target)
+	}
+	return out, nil
+}
+
+// CgroupDirs lists the directories of cgroup path (as a spec's cgroupsPath, e.g. /<namespace>/<id>) that exist, in
+// every v1 hierarchy and the unified one.
+func CgroupDirs(path string) []string {
+	path = filepath.Clean("/" + path)
+	var out []string
+	if st, err := os.Stat(filepath.Join("/sys/fs/cgroup", path)); err == nil && st.IsDir() && Exists("/sys/fs/cgroup/cgroup.controllers") {
+		out = append(out, filepath.Join("/sys/fs/cgroup", path))
+	}
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + path)
+	for _, d := range dirs {
+		if st, err := os.Stat(d); err == nil && st.IsDir() {
+			out = append(out, d)
+		}
+	}
+	return out
+}

@@ -167,6 +167,39 @@ func FaultyRunc(t testing.TB, mode string) string {
 	return link
 }
 
+// Faulty is a faultyrunc of one test's own (see NewFaultyRunc).
+type Faulty struct {
+	Path string // the runtime binary to name in BinaryName
+}
+
+// NewFaultyRunc returns a faultyrunc in mode (see cmd/faultyrunc) that no
+// other test shares: it fails until Heal, and is runc after.
+func NewFaultyRunc(t testing.TB, mode string) *Faulty {
+	t.Helper()
+	FaultyRunc(t, mode) // built, and its directory searchable
+	dir, err := os.MkdirTemp(filepath.Dir(shared.faultyPath), "faulty-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, filepath.Base(shared.faultyPath)+"."+mode)
+	if err := os.Symlink(shared.faultyPath, link); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return &Faulty{Path: link}
+}
+
+// Heal makes the wrapper pass every command to runc from now on.
+func (f *Faulty) Heal(t testing.TB) {
+	t.Helper()
+	if err := os.WriteFile(f.Path+".healed", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func buildFaultyRunc() (string, error) {
 	base, err := sharedDir()
 	if err != nil {

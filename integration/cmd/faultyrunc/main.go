@@ -14,7 +14,9 @@
 //	                        options, like a runtime that cannot make
 //	                        recursively read-only mounts
 //
-// Any other command, or mode, is passed to runc unchanged.
+// Any other command, or mode, is passed to runc unchanged; so is every
+// command once a file named like the wrapper with ".healed" appended exists
+// (the fault is gone: a test heals its wrapper to retry).
 package main
 
 import (
@@ -38,6 +40,9 @@ func main() {
 	mode := ""
 	if _, m, ok := strings.Cut(filepath.Base(os.Args[0]), "."); ok {
 		mode = m
+	}
+	if _, err := os.Stat(os.Args[0] + ".healed"); err == nil {
+		mode = ""
 	}
 	args := os.Args[1:]
 	cmd := command(args)
