@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -191,40 +188,6 @@ func (b *bench) stdin() error {
 	return nil
 }
 
-func (b *bench) memory() error {
-	for _, size := range []int{1, 10, 50} {
-		var mem [2][2]float64 // runtime -> pss, rss (MB)
-		var starts [2]float64
-		for k, rt := range []string{ours, reference} {
-			group := "io.containerd.pod.v2.pod=m"
-			if rt == reference {
-				group = "io.containerd.runc.v2.group=m"
-			}
-			start := time.Now()
-			for i := 0; i < size; i++ {
-				if _, err := b.d.ctr(nil, "run", "-d", "--annotation", group, "--runtime", rt, image, fmt.Sprintf("m-%s-%d", short(rt), i), "sleep", "100000"); err != nil {
-					return err
-				}
-			}
-			starts[k] = ms(time.Since(start))
-			time.Sleep(1500 * time.Millisecond)
-			pss, rss := shimMemory(rt, b.d.sock)
-			mem[k] = [2]float64{pss, rss}
-			b.d.removeAll()
-		}
-		target := ""
-		if size <= 10 {
-			target = "<= 0.5"
-		}
-		b.add(fmt.Sprintf("shim PSS, %d container(s) in one pod", size), "MB", target, "smaps_rollup, all shims of the runtime", mem[0][0], mem[1][0], mem[0][0]/mem[1][0])
-		b.add(fmt.Sprintf("shim RSS, %d container(s) in one pod", size), "MB", "", "smaps_rollup", mem[0][1], mem[1][1], mem[0][1]/mem[1][1])
-		if size == 50 {
-			b.add("start 50 containers in one pod", "ms", "", "sequential ctr run -d", starts[0], starts[1], starts[0]/starts[1])
-		}
-	}
-	return nil
-}
-
 func (b *bench) podNamespaces() error {
 	ns, err := podNamespaceTime()
 	if err != nil {
@@ -232,45 +195,6 @@ func (b *bench) podNamespaces() error {
 	}
 	b.add("create and pin a pod's user+net namespaces", "ms", "", "go test -bench BenchmarkCreatePinned ./pod/", ns, 0, 0)
 	return nil
-}
-
-// shimMemory sums PSS and RSS (MB) of the shims of runtime serving this daemon.
-func shimMemory(runtime, address string) (pss, rss float64) {
-	bin := "containerd-shim-runc-v2"
-	if runtime == ours {
-		bin = "containerd-shim-pod-v2"
-	}
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		argv := strings.Split(string(data), "\x00")
-		if filepath.Base(argv[0]) != bin || !strings.Contains(string(data), address+"\x00") {
-			continue
-		}
-		f, err := os.Open(filepath.Join(filepath.Dir(p), "smaps_rollup"))
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 2 {
-				continue
-			}
-			kb, _ := strconv.ParseFloat(fields[1], 64)
-			switch fields[0] {
-			case "Pss:":
-				pss += kb / 1024
-			case "Rss:":
-				rss += kb / 1024
-			}
-		}
-		f.Close()
-	}
-	return pss, rss
 }
 
 var nsPerOp = regexp.MustCompile(`BenchmarkCreatePinned-\d+\s+\d+\s+(\d+) ns/op`)
