@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -60,10 +61,12 @@ func short(runtime string) string {
 // bench is what the measurements share: the daemon, the pair counts, the
 // rows so far.
 type bench struct {
-	d       *daemon
-	n, big  int
-	devnull *os.File
-	rows    []row
+	d        *daemon
+	n, big   int
+	soakCfg  soakConfig
+	devnull  *os.File
+	rows     []row
+	sections []string // markdown after the table
 }
 
 func (b *bench) add(name, unit, target, method string, o, r, ratio float64) {
@@ -92,30 +95,34 @@ var groups = []group{
 	{"share", (*bench).share},
 	{"podns", (*bench).podNamespaces},
 	{"sandbox", (*bench).sandbox},
+	{"soak", (*bench).soak},
 }
 
-func measureAll(d *daemon, n, big int, only *regexp.Regexp) ([]row, error) {
+func measureAll(d *daemon, n, big int, soak soakConfig, only *regexp.Regexp) ([]row, []string, error) {
 	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer devnull.Close()
-	b := &bench{d: d, n: n, big: big, devnull: devnull}
+	b := &bench{d: d, n: n, big: big, soakCfg: soak, devnull: devnull}
+	var leak error
 	// Warm up both runtimes and the image.
 	for _, rt := range []string{ours, reference} {
 		if _, err := d.timed(nil, devnull, "run", "--rm", "--null-io", "--runtime", rt, image, "warm-"+short(rt), "true"); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	for _, g := range groups {
 		if only != nil && !only.MatchString(g.name) {
 			continue
 		}
-		if err := g.run(b); err != nil {
-			return b.rows, fmt.Errorf("%s: %w", g.name, err)
+		if err := g.run(b); errors.Is(err, errLeak) {
+			leak = err // reported with the rest
+		} else if err != nil {
+			return b.rows, b.sections, fmt.Errorf("%s: %w", g.name, err)
 		}
 	}
-	return b.rows, nil
+	return b.rows, b.sections, leak
 }
 
 func (b *bench) run() error {

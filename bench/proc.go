@@ -77,3 +77,54 @@ func rollup(pid int) (map[string]float64, error) {
 	}
 	return m, sc.Err()
 }
+
+// figures is what a leak soak follows of one shim process.
+type figures struct {
+	fds, threads, children, goroutines int
+	pss, pssAnon, rss                  float64 // MB
+}
+
+// processFigures reads a process's open fds, threads, children and memory
+// (goroutines are not visible from outside: the caller fills them in).
+func processFigures(pid int) (figures, error) {
+	var f figures
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return f, fmt.Errorf("fds of %d: %w", pid, err)
+	}
+	f.fds = len(fds)
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return f, fmt.Errorf("status of %d: %w", pid, err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
+			f.threads, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	f.children = len(childrenOf(pid))
+	m, err := rollup(pid)
+	if err != nil {
+		return f, fmt.Errorf("memory of %d: %w", pid, err)
+	}
+	f.pss, f.pssAnon, f.rss = m["Pss:"], m["Pss_Anon:"], m["Rss:"]
+	return f, nil
+}
+
+// childrenOf lists the pids whose parent is pid (every thread's children).
+func childrenOf(pid int) []int {
+	var kids []int
+	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		for _, s := range strings.Fields(string(data)) {
+			if k, err := strconv.Atoi(s); err == nil {
+				kids = append(kids, k)
+			}
+		}
+	}
+	return kids
+}

@@ -36,7 +36,7 @@ func machine() string {
 	return fmt.Sprintf("%d CPUs, %s, kernel %s, %s", runtime.NumCPU(), mem, kernel, cg)
 }
 
-func renderReport(rows []row, shim string, n, big int) string {
+func renderReport(rows []row, sections []string, shim string, n, big int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Benchmarks: containerd-shim-pod-v2 against containerd-shim-runc-v2\n\n")
 	fmt.Fprintf(&b, "Written by `make bench` (`go run ./bench`) on %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
@@ -65,6 +65,9 @@ func renderReport(rows []row, shim string, n, big int) string {
 		fmt.Fprintf(&b, "| %s | %.2f %s | %.2f %s | %.2f | %s | %s | %s |\n", r.name, r.ours, r.unit, r.ref, r.unit, r.ratio, r.target, met, r.method)
 	}
 	b.WriteString(whereTimeGoes)
+	for _, s := range sections {
+		b.WriteString(s)
+	}
 	return b.String()
 }
 
