@@ -11,7 +11,7 @@
 #                     1.6 and 2.4, runc's cgroupfs and systemd drivers (root)
 #   make test         deps build vet unit fuzz integration test-cgroup2: what CI runs (.ci/run)
 #   make demo         a pod of two containers under a private containerd (root; CONTAINERD=2.4 for 2.4)
-#   make bench        benchmarks (./bench, once it exists)
+#   make bench        ours against the reference shim, and the leak soak: writes docs/BENCHMARKS.md (root)
 #
 # Knobs: GO, PREFIX, P (go test -p for unit tests, default 1), FUZZTIME (per fuzz target, default 10s),
 # INTEGRATION_RUN (go test -run regexp),
@@ -88,7 +88,7 @@ demo:
 	SHIM_BINARY=$(CURDIR)/$(BIN) scripts/demo.sh
 
 # Ours against containerd-shim-runc-v2 under one private containerd 1.6; writes docs/BENCHMARKS.md.
-# BENCH_ARGS: e.g. -n 30 -big 5.
+# BENCH_ARGS: e.g. -n 30 -big 5; -only soak (the leak soak alone, about ten minutes), -soak-containers N.
 bench: deps build
 	$(GO) run ./bench -shim $(BIN) $(BENCH_ARGS)
 

@@ -51,7 +51,14 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(config), 0o600); err != nil {
 		return nil, err
 	}
-	d.env = append(os.Environ(), "PATH="+shimDir+":"+os.Getenv("PATH"))
+	// The reference shim runs from a private copy of its binary: its file
+	// pages are then shared with no other process on the machine (PSS
+	// divides shared pages), as ours are.
+	refDir := filepath.Join(dir, "bin")
+	if err := copyFile("/usr/bin/containerd-shim-runc-v2", filepath.Join(refDir, "containerd-shim-runc-v2")); err != nil {
+		return nil, fmt.Errorf("private copy of the reference shim: %w", err)
+	}
+	d.env = append(os.Environ(), "PATH="+refDir+":"+shimDir+":"+os.Getenv("PATH"))
 	log, err := os.Create(filepath.Join(dir, "containerd.log"))
 	if err != nil {
 		return nil, err
@@ -113,7 +120,8 @@ func (d *daemon) timed(stdin io.Reader, stdout io.Writer, args ...string) (time.
 	return took, nil
 }
 
-// removeAll kills and removes every task and container.
+// removeAll kills and removes every task and container, and waits for their
+// shims to exit.
 func (d *daemon) removeAll() {
 	if out, err := d.ctr(nil, "tasks", "ls", "-q"); err == nil {
 		for _, id := range strings.Fields(out) {
@@ -129,6 +137,12 @@ func (d *daemon) removeAll() {
 			d.ctr(nil, "containers", "rm", id)
 		}
 	}
+	// The next measurement must not count a shim that is still on its way out.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if len(shimPIDs(ours, d.sock))+len(shimPIDs(reference, d.sock)) == 0 {
+			break
+		}
+	}
 }
 
 func (d *daemon) stop() {
@@ -140,4 +154,15 @@ func (d *daemon) stop() {
 	// Mounts left under the directory would make its removal fail.
 	exec.Command("sh", "-c", "grep -o ' "+d.dir+"[^ ]*' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l").Run()
 	os.RemoveAll(d.dir)
+}
+
+func copyFile(src, dst string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data, 0o755)
 }

@@ -1,16 +1,14 @@
 package main
 
 import (
-	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -63,10 +61,12 @@ func short(runtime string) string {
 // bench is what the measurements share: the daemon, the pair counts, the
 // rows so far.
 type bench struct {
-	d       *daemon
-	n, big  int
-	devnull *os.File
-	rows    []row
+	d        *daemon
+	n, big   int
+	soakCfg  soakConfig
+	devnull  *os.File
+	rows     []row
+	sections []string // markdown after the table
 }
 
 func (b *bench) add(name, unit, target, method string, o, r, ratio float64) {
@@ -95,30 +95,34 @@ var groups = []group{
 	{"share", (*bench).share},
 	{"podns", (*bench).podNamespaces},
 	{"sandbox", (*bench).sandbox},
+	{"soak", (*bench).soak},
 }
 
-func measureAll(d *daemon, n, big int, only *regexp.Regexp) ([]row, error) {
+func measureAll(d *daemon, n, big int, soak soakConfig, only *regexp.Regexp) ([]row, []string, error) {
 	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer devnull.Close()
-	b := &bench{d: d, n: n, big: big, devnull: devnull}
+	b := &bench{d: d, n: n, big: big, soakCfg: soak, devnull: devnull}
+	var leak error
 	// Warm up both runtimes and the image.
 	for _, rt := range []string{ours, reference} {
 		if _, err := d.timed(nil, devnull, "run", "--rm", "--null-io", "--runtime", rt, image, "warm-"+short(rt), "true"); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	for _, g := range groups {
 		if only != nil && !only.MatchString(g.name) {
 			continue
 		}
-		if err := g.run(b); err != nil {
-			return b.rows, fmt.Errorf("%s: %w", g.name, err)
+		if err := g.run(b); errors.Is(err, errLeak) {
+			leak = err // reported with the rest
+		} else if err != nil {
+			return b.rows, b.sections, fmt.Errorf("%s: %w", g.name, err)
 		}
 	}
-	return b.rows, nil
+	return b.rows, b.sections, leak
 }
 
 func (b *bench) run() error {
@@ -191,40 +195,6 @@ func (b *bench) stdin() error {
 	return nil
 }
 
-func (b *bench) memory() error {
-	for _, size := range []int{1, 10, 50} {
-		var mem [2][2]float64 // runtime -> pss, rss (MB)
-		var starts [2]float64
-		for k, rt := range []string{ours, reference} {
-			group := "io.containerd.pod.v2.pod=m"
-			if rt == reference {
-				group = "io.containerd.runc.v2.group=m"
-			}
-			start := time.Now()
-			for i := 0; i < size; i++ {
-				if _, err := b.d.ctr(nil, "run", "-d", "--annotation", group, "--runtime", rt, image, fmt.Sprintf("m-%s-%d", short(rt), i), "sleep", "100000"); err != nil {
-					return err
-				}
-			}
-			starts[k] = ms(time.Since(start))
-			time.Sleep(1500 * time.Millisecond)
-			pss, rss := shimMemory(rt, b.d.sock)
-			mem[k] = [2]float64{pss, rss}
-			b.d.removeAll()
-		}
-		target := ""
-		if size <= 10 {
-			target = "<= 0.5"
-		}
-		b.add(fmt.Sprintf("shim PSS, %d container(s) in one pod", size), "MB", target, "smaps_rollup, all shims of the runtime", mem[0][0], mem[1][0], mem[0][0]/mem[1][0])
-		b.add(fmt.Sprintf("shim RSS, %d container(s) in one pod", size), "MB", "", "smaps_rollup", mem[0][1], mem[1][1], mem[0][1]/mem[1][1])
-		if size == 50 {
-			b.add("start 50 containers in one pod", "ms", "", "sequential ctr run -d", starts[0], starts[1], starts[0]/starts[1])
-		}
-	}
-	return nil
-}
-
 func (b *bench) podNamespaces() error {
 	ns, err := podNamespaceTime()
 	if err != nil {
@@ -232,45 +202,6 @@ func (b *bench) podNamespaces() error {
 	}
 	b.add("create and pin a pod's user+net namespaces", "ms", "", "go test -bench BenchmarkCreatePinned ./pod/", ns, 0, 0)
 	return nil
-}
-
-// shimMemory sums PSS and RSS (MB) of the shims of runtime serving this daemon.
-func shimMemory(runtime, address string) (pss, rss float64) {
-	bin := "containerd-shim-runc-v2"
-	if runtime == ours {
-		bin = "containerd-shim-pod-v2"
-	}
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		argv := strings.Split(string(data), "\x00")
-		if filepath.Base(argv[0]) != bin || !strings.Contains(string(data), address+"\x00") {
-			continue
-		}
-		f, err := os.Open(filepath.Join(filepath.Dir(p), "smaps_rollup"))
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 2 {
-				continue
-			}
-			kb, _ := strconv.ParseFloat(fields[1], 64)
-			switch fields[0] {
-			case "Pss:":
-				pss += kb / 1024
-			case "Rss:":
-				rss += kb / 1024
-			}
-		}
-		f.Close()
-	}
-	return pss, rss
 }
 
 var nsPerOp = regexp.MustCompile(`BenchmarkCreatePinned-\d+\s+\d+\s+(\d+) ns/op`)

@@ -18,8 +18,9 @@ func deleteAction(ctx context.Context, h Handlers, cfg *Config, stdout io.Writer
 	if sock := bundleSocket(cfg.Bundle); strings.HasPrefix(sock, "/") {
 		cfg.SocketPath = sock
 	}
-	// A shim that still answers owns its pod: only the container is cleaned.
-	cfg.ShimAlive = cfg.SocketPath != "" && alive(cfg.SocketPath)
+	// A shim that may still serve the pod owns it: only the container is
+	// cleaned. Its socket and the pod's state stay unless no shim listens.
+	cfg.ShimAlive = cfg.SocketPath != "" && probeShim(cfg.SocketPath) != shimGone
 	msg, err := h.Delete(ctx, cfg)
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -45,7 +46,10 @@ func serve(ctx context.Context, h Handlers, cfg *Config) error {
 			defer trim.touch()
 			if slog.Default().Enabled(ctx, slog.LevelDebug) {
 				start := time.Now()
-				defer func() { slog.Debug("request", "method", info.FullMethod, "took", time.Since(start), "error", err) }()
+				// goroutines: the count when the request ends (leak soaks read it).
+				defer func() {
+					slog.Debug("request", "method", info.FullMethod, "took", time.Since(start), "error", err, "goroutines", runtime.NumGoroutine())
+				}()
 			}
 			// A bug in one request must not take the pod's other containers down.
 			defer func() {

@@ -36,14 +36,44 @@ func socketFromAddress(addr string) string {
 	return strings.TrimPrefix(addr, unixScheme)
 }
 
-// alive tells whether a shim accepts connections on the socket.
-func alive(path string) bool {
-	conn, err := net.DialTimeout("unix", path, 100*time.Millisecond)
-	if err != nil {
-		return false
+// shimState is what dialling a pod's socket says of the pod's shim.
+type shimState int
+
+const (
+	shimGone   shimState = iota // no socket file, or nothing listens on it
+	shimUp                      // a shim took the connection
+	shimUnsure                  // the dial failed otherwise: a shim may be there
+)
+
+// dialTimeout bounds a dial of a shim's socket. A unix connect never waits
+// for the peer: only a dialling process that is not scheduled in time (a
+// loaded node) gets near it.
+const dialTimeout = 5 * time.Second
+
+// dialShim connects to a pod's socket. Only a missing socket file or a
+// refused connection mean that no shim serves the pod. Any other failure (a
+// full backlog, a timeout) says nothing of the shim: taking it for gone would
+// put a second shim on the pod's socket, which then tears the pod down under
+// the first.
+func dialShim(path string) (net.Conn, shimState, error) {
+	conn, err := net.DialTimeout("unix", path, dialTimeout)
+	switch {
+	case err == nil:
+		return conn, shimUp, nil
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ECONNREFUSED):
+		return nil, shimGone, err
+	default:
+		return nil, shimUnsure, err
 	}
-	conn.Close()
-	return true
+}
+
+// probeShim tells whether a shim may serve the socket, asking it nothing.
+func probeShim(path string) shimState {
+	conn, st, _ := dialShim(path)
+	if conn != nil {
+		conn.Close()
+	}
+	return st
 }
 
 // listen creates the socket, 0600 in a 0700 directory. A stale socket left

@@ -64,16 +64,16 @@ func TestListenPermissionsAndStaleSocket(t *testing.T) {
 	}
 	stale.SetUnlinkOnClose(false)
 	stale.Close()
-	if alive(path) {
-		t.Fatal("stale socket reported alive")
+	if st := probeShim(path); st != shimGone {
+		t.Fatalf("stale socket: shim state %d, want gone", st)
 	}
 	l, err := listen(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if !alive(path) {
-		t.Fatal("listening socket reported dead")
+	if st := probeShim(path); st != shimUp {
+		t.Fatalf("listening socket: shim state %d, want up", st)
 	}
 	st, err := os.Stat(path)
 	if err != nil {

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,7 +63,11 @@ func start(ctx context.Context, h Handlers, cfg *Config, stdin io.Reader, stdout
 	defer unlock()
 	// A live shim of the pod is reserved for this container before it is
 	// named: it cannot decide to exit meanwhile (see lifecycle).
-	if !reserve(sock, cfg.ID) {
+	reserved, err := reserveShim(sock, cfg.ID)
+	if err != nil {
+		return err
+	}
+	if !reserved {
 		if err := spawn(cfg, sock, in.options); err != nil {
 			return err
 		}
@@ -269,20 +273,46 @@ func joinCgroup(pid int, path string) error {
 	return nil
 }
 
-// reserve asks the pod's live shim, if there is one, to stay for the
-// container being started. false: no shim answers, or it is exiting.
-func reserve(sock, taskID string) bool {
-	conn, err := net.DialTimeout("unix", sock, 100*time.Millisecond)
-	if err != nil {
-		return false
+// reserveWait bounds how long start waits for an answer from a pod's shim
+// that may be alive but does not answer (see dialShim).
+const reserveWait = 5 * time.Second
+
+// reserveShim asks the pod's shim, if there is one, to stay for the
+// container being started. false: no shim serves the pod, one is to be
+// spawned. An error: a shim may serve the pod but did not answer within
+// reserveWait; start fails rather than put a second shim on its socket.
+func reserveShim(sock, taskID string) (bool, error) {
+	deadline := time.Now().Add(reserveWait)
+	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
+		st, err := reserve(sock, taskID)
+		switch st {
+		case shimUp:
+			return true, nil
+		case shimGone:
+			return false, nil
+		}
+		if time.Now().After(deadline) {
+			return false, fmt.Errorf("the pod's shim on %s does not answer (%v): not starting a second one", sock, err)
+		}
+		slog.Debug("the pod's shim may be busy: asking again", "socket", sock, "error", err)
+		time.Sleep(delay)
+	}
+}
+
+// reserve asks the pod's shim once. A shim that is exiting (signalled)
+// answers with an error and removes its socket: asked again, it is gone.
+func reserve(sock, taskID string) (shimState, error) {
+	conn, st, err := dialShim(sock)
+	if st != shimUp {
+		return st, err
 	}
 	c := ttrpc.NewClient(conn)
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err = c.Call(ctx, lifecycleService, "Reserve", wrapperspb.String(taskID), &emptypb.Empty{})
-	if status.Code(err) == codes.Unimplemented {
-		return true // a shim of an earlier version: it is alive, as before
+	if err == nil || status.Code(err) == codes.Unimplemented {
+		return shimUp, nil // Unimplemented: a shim of an earlier version, alive as before
 	}
-	return err == nil
+	return shimUnsure, err
 }
