@@ -40,6 +40,8 @@ var (
 	// namespace without mappings, a network namespace the pod's user
 	// namespace cannot join).
 	ErrInvalidSpec = errors.New("invalid spec")
+	// ErrInUse: the pod's state belongs to another shim of the pod.
+	ErrInUse = errors.New("pod state in use")
 )
 
 // kindError is an error of one of the kinds above, with a message of its own:

@@ -117,6 +117,14 @@ func (p *Pod) setupLocked(req Request) (unlock func(), err error) {
 		CleanupStateDir(p.dir)
 		return nil, fmt.Errorf("pod %s: %w", p.id, err)
 	}
+	// A state the dir already holds is another shim's of this pod (a live
+	// one, or one whose `delete` has not run yet): its pins are not this
+	// shim's to make again, nor to clean up.
+	if st, err := Load(p.dir); err == nil {
+		unlock()
+		return nil, fmt.Errorf("pod %s: its state dir %s holds the state of another shim of the pod (members %v): %w",
+			p.id, p.dir, st.Containers, ErrInUse)
+	}
 	ns, err := Setup(p.dir, p.runner, req)
 	if err != nil {
 		unlock()

@@ -207,3 +207,37 @@ func TestStateDir(t *testing.T) {
 		}
 	}
 }
+
+// A second shim of a pod (start took the live shim for dead) finds the pod's
+// state dir in use: it refuses, and leaves the live pod's pins and state as
+// they were, where it used to tear them down as its own failed setup.
+func TestPodStateDirOfAnotherShimIsLeftAlone(t *testing.T) {
+	needRoot(t)
+	dir := stateDir(t)
+	live, err := New("pa", dir, DirectRunner{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := live.Join("a", userNetSpec(podMaps)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { live.Leave("a") })
+	pins := mountsBelow(t, dir)
+
+	second, err := New("pa", dir, DirectRunner{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = second.Join("b", userNetSpec(podMaps))
+	if !errors.Is(err, ErrInUse) {
+		t.Fatalf("Join in a second Pod of the same state dir: %v, want ErrInUse", err)
+	}
+	if got := mountsBelow(t, dir); got != pins {
+		t.Errorf("mounts under the live pod's state dir: %d, were %d", got, pins)
+	}
+	st, err := Load(dir)
+	if err != nil || !reflect.DeepEqual(st.Containers, []string{"a"}) {
+		t.Errorf("the live pod's state after the refused Join: %+v, %v", st, err)
+	}
+	noChildren(t)
+}

@@ -35,7 +35,7 @@ func toRPC(err error) error {
 		// already has a kind
 	case errors.Is(err, process.ErrExited), errors.Is(err, process.ErrDeleted):
 		kind = errdefs.ErrNotFound
-	case errors.Is(err, process.ErrWrongState), errors.Is(err, process.ErrRuntimeMissing):
+	case errors.Is(err, process.ErrWrongState), errors.Is(err, process.ErrRuntimeMissing), errors.Is(err, pod.ErrInUse):
 		kind = errdefs.ErrFailedPrecondition
 	case errors.Is(err, pod.ErrInvalidID), errors.Is(err, pod.ErrConflict), errors.Is(err, pod.ErrInvalidSpec):
 		kind = errdefs.ErrInvalidArgument
