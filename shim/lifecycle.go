@@ -18,8 +18,9 @@ import (
 )
 
 // reservationTTL bounds how long a start's reservation keeps a shim alive
-// when no connection comes to take it (containerd died after `start`).
-const reservationTTL = 30 * time.Second
+// when no connection comes to take it (containerd died after `start`). A
+// variable only for tests.
+var reservationTTL = 30 * time.Second
 
 // lifecycle decides when a serving shim exits, so that `start` never
 // answers with the address of a shim that is about to go.
@@ -40,10 +41,14 @@ const reservationTTL = 30 * time.Second
 type lifecycle struct {
 	sock string      // the socket file; "" in tests without one
 	busy func() bool // the services hold something
+	// woke is told when the shim did work outside of a request (a check
+	// of its reservations or connections), which faults in pages the
+	// trimmer had dropped: it trims again once quiet (nil in tests).
+	woke func()
 
 	// mu guards everything below.
 	mu       sync.Mutex
-	reserved map[string]time.Time // task id -> when its reservation expires
+	reserved map[string]*reservation // by task id
 	conns    int                  // open connections
 	// noConns is closed while conns is 0, and replaced when a connection
 	// comes.
@@ -54,9 +59,16 @@ type lifecycle struct {
 	exit    chan struct{} // closed once the shim is to exit
 }
 
-func newLifecycle(sock, taskID string) *lifecycle {
-	l := &lifecycle{sock: sock, busy: func() bool { return false }, reserved: map[string]time.Time{}, exit: make(chan struct{}),
-		noConns: make(chan struct{})}
+// reservation is one start's hold on the shim, until its task is shut down
+// or it expires.
+type reservation struct {
+	until time.Time
+	timer *time.Timer // checks the shim once it expires; stopped when released
+}
+
+func newLifecycle(sock, taskID string, woke func()) *lifecycle {
+	l := &lifecycle{sock: sock, busy: func() bool { return false }, woke: woke, reserved: map[string]*reservation{},
+		exit: make(chan struct{}), noConns: make(chan struct{})}
 	close(l.noConns)
 	// The shim `start` spawns is reserved for the task that started it.
 	l.reserve(taskID)
@@ -70,9 +82,18 @@ func (l *lifecycle) reserve(taskID string) bool {
 	if l.decided {
 		return false
 	}
-	l.reserved[taskID] = time.Now().Add(reservationTTL)
-	time.AfterFunc(reservationTTL, l.check)
+	l.releaseLocked(taskID)
+	l.reserved[taskID] = &reservation{until: time.Now().Add(reservationTTL), timer: time.AfterFunc(reservationTTL, l.check)}
 	return true
+}
+
+// releaseLocked ends a reservation, and its timer: an idle shim is not
+// woken for a reservation that is over.
+func (l *lifecycle) releaseLocked(taskID string) {
+	if r := l.reserved[taskID]; r != nil {
+		r.timer.Stop()
+		delete(l.reserved, taskID)
+	}
 }
 
 // requestExit is the services' wish to exit once idle, on containerd's
@@ -81,7 +102,7 @@ func (l *lifecycle) requestExit(taskID string) {
 	l.mu.Lock()
 	slog.Debug("exit asked", "task", taskID)
 	l.wanted = true
-	delete(l.reserved, taskID)
+	l.releaseLocked(taskID)
 	l.mu.Unlock()
 	go l.check()
 }
@@ -127,8 +148,8 @@ func (l *lifecycle) waitHangUp(timeout time.Duration) {
 // idleLocked says whether the shim may exit now.
 func (l *lifecycle) idleLocked() bool {
 	now := time.Now()
-	for id, until := range l.reserved {
-		if !now.Before(until) {
+	for id, r := range l.reserved {
+		if !now.Before(r.until) {
 			delete(l.reserved, id)
 		}
 	}
@@ -138,6 +159,9 @@ func (l *lifecycle) idleLocked() bool {
 // check exits the shim if it is idle, deciding under the start lock and
 // removing the socket before letting go of it.
 func (l *lifecycle) check() {
+	if l.woke != nil {
+		defer l.woke()
+	}
 	l.mu.Lock()
 	idle := l.idleLocked()
 	if !idle && !l.decided {

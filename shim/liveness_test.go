@@ -153,7 +153,7 @@ func TestStartWaitsForABusyShimInsteadOfReplacingIt(t *testing.T) {
 	before := inode(t, sock)
 
 	// The live shim: its lifecycle answers Reserve once it accepts.
-	life := newLifecycle("", "c1")
+	life := newLifecycle("", "c1", nil)
 	srv, err := ttrpc.NewServer()
 	if err != nil {
 		t.Fatal(err)

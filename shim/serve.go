@@ -40,7 +40,7 @@ func serve(ctx context.Context, h Handlers, cfg *Config) error {
 	cfg.SocketPath = sock
 
 	trim := newTrimmer()
-	life := newLifecycle(sock, cfg.ID)
+	life := newLifecycle(sock, cfg.ID, trim.touch)
 	srv, err := ttrpc.NewServer(
 		ttrpc.WithUnaryServerInterceptor(func(ctx context.Context, u ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, m ttrpc.Method) (_ any, err error) {
 			defer trim.touch()
