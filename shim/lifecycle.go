@@ -49,7 +49,7 @@ type lifecycle struct {
 	// mu guards everything below.
 	mu       sync.Mutex
 	reserved map[string]*reservation // by task id
-	conns    int                  // open connections
+	conns    int                     // open connections
 	// noConns is closed while conns is 0, and replaced when a connection
 	// comes.
 	noConns chan struct{}
