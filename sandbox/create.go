@@ -16,6 +16,7 @@ import (
 	"github.com/podv2/containerd-shim-pod-v2/fault"
 	"github.com/podv2/containerd-shim-pod-v2/pod"
 	"github.com/podv2/containerd-shim-pod-v2/sandbox/api"
+	"github.com/podv2/containerd-shim-pod-v2/undo"
 )
 
 // CreateSandbox makes the pod: its namespaces and its files. The pod's
@@ -47,10 +48,10 @@ func (s *Service) create(r *api.CreateSandboxRequest) (retErr error) {
 	}
 	sb := &sandbox{id: id, bundle: r.GetBundlePath(), dir: dir, plan: p, ended: make(chan struct{}), createdAt: time.Now()}
 
-	var undo undoStack
+	var rollback undo.Stack
 	defer func() {
 		if retErr != nil {
-			retErr = undo.unwind(retErr)
+			retErr = rollback.Unwind(retErr)
 		}
 	}()
 	// The id is taken before any work, so a second CreateSandbox fails
@@ -66,7 +67,7 @@ func (s *Service) create(r *api.CreateSandboxRequest) (retErr error) {
 	}
 	s.sb = sb
 	s.mu.Unlock()
-	undo.push(func() error {
+	rollback.Push(func() error {
 		s.mu.Lock()
 		s.sb = nil
 		s.mu.Unlock()
@@ -82,7 +83,7 @@ func (s *Service) create(r *api.CreateSandboxRequest) (retErr error) {
 	if err := sb.pod.Found(id, p.Namespaces); err != nil {
 		return err
 	}
-	undo.push(func() error {
+	rollback.Push(func() error {
 		_, err := sb.pod.Leave(id)
 		return err
 	})
@@ -97,7 +98,7 @@ func (s *Service) create(r *api.CreateSandboxRequest) (retErr error) {
 	if sb.mounts, err = pod.WriteFiles(dir, files); err != nil {
 		return fmt.Errorf("files of sandbox %s: %w", id, err)
 	}
-	undo.push(func() error { return pod.RemoveFiles(dir) })
+	rollback.Push(func() error { return pod.RemoveFiles(dir) })
 
 	if err := fault.Check("sandbox.record"); err != nil {
 		return err
@@ -105,7 +106,7 @@ func (s *Service) create(r *api.CreateSandboxRequest) (retErr error) {
 	if err := saveRecord(dir, sb.record()); err != nil {
 		return err
 	}
-	undo.push(func() error { return removeRecord(dir) })
+	rollback.Push(func() error { return removeRecord(dir) })
 
 	sb.mu.Lock()
 	sb.state = created

@@ -20,6 +20,7 @@ import (
 	"github.com/podv2/containerd-shim-pod-v2/pod/podproc"
 	"github.com/podv2/containerd-shim-pod-v2/process"
 	"github.com/podv2/containerd-shim-pod-v2/sandbox/api"
+	"github.com/podv2/containerd-shim-pod-v2/undo"
 )
 
 // specTypeURL is how containerd names an OCI spec in an Any.
@@ -57,10 +58,10 @@ func (s *Service) start(sb *sandbox) (retErr error) {
 	if st != created {
 		return precondition("sandbox %s: already started", sb.id)
 	}
-	var undo undoStack
+	var rollback undo.Stack
 	defer func() {
 		if retErr != nil {
-			retErr = undo.unwind(retErr)
+			retErr = rollback.Unwind(retErr)
 		}
 	}()
 
@@ -80,11 +81,11 @@ func (s *Service) start(sb *sandbox) (retErr error) {
 		if made, err = podCg.Create(); err != nil {
 			return fmt.Errorf("cgroup of sandbox %s: %w", sb.id, err)
 		}
-		undo.push(func() error { removeParents(made); return nil })
+		rollback.Push(func() error { removeParents(made); return nil })
 		if _, err := leaf.Create(); err != nil {
 			return fmt.Errorf("cgroup of sandbox %s's process: %w", sb.id, err)
 		}
-		undo.push(func() error { return removeLeaf(context.Background(), leaf.Directories()) })
+		rollback.Push(func() error { return removeLeaf(context.Background(), leaf.Directories()) })
 	}
 
 	if err := fault.Check("sandbox.process"); err != nil {
@@ -107,7 +108,7 @@ func (s *Service) start(sb *sandbox) (retErr error) {
 		return fmt.Errorf("the process of sandbox %s: %w", sb.id, err)
 	}
 	proc.pid = pid
-	undo.push(func() error { return s.kill(sb, proc, unix.SIGKILL) })
+	rollback.Push(func() error { return s.kill(sb, proc, unix.SIGKILL) })
 
 	if leaf != nil {
 		if err := fault.Check("sandbox.cgroup-join"); err != nil {
@@ -122,7 +123,7 @@ func (s *Service) start(sb *sandbox) (retErr error) {
 	sb.mu.Lock()
 	sb.proc, sb.podCgroup, sb.leaf, sb.parentsMade = proc, podCg, leaf, made
 	sb.mu.Unlock()
-	undo.push(func() error {
+	rollback.Push(func() error {
 		sb.mu.Lock()
 		sb.proc, sb.podCgroup, sb.leaf, sb.parentsMade = nil, nil, nil, nil
 		sb.mu.Unlock()

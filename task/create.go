@@ -17,6 +17,7 @@ import (
 	"github.com/podv2/containerd-shim-pod-v2/pod"
 	"github.com/podv2/containerd-shim-pod-v2/process"
 	"github.com/podv2/containerd-shim-pod-v2/stdio"
+	"github.com/podv2/containerd-shim-pod-v2/undo"
 )
 
 // Create creates a container: its rootfs is mounted, its stdio set up and the
@@ -51,10 +52,10 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		return nil, err
 	}
 
-	var undo undoStack
+	var rollback undo.Stack
 	defer func() {
 		if retErr != nil {
-			retErr = undo.unwind(retErr)
+			retErr = rollback.Unwind(retErr)
 		}
 	}()
 
@@ -64,7 +65,7 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	if err := s.reserve(r.ID); err != nil {
 		return nil, err
 	}
-	undo.push(func() error { s.unreserve(r.ID, nil); return nil })
+	rollback.Push(func() error { s.unreserve(r.ID, nil); return nil })
 	c := newContainer(r.ID, bundle)
 
 	// The pod's namespaces: decided by its first container, joined by every
@@ -77,20 +78,20 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		return nil, err
 	}
 	c.pod = p
-	undo.push(func() error {
+	rollback.Push(func() error {
 		_, err := p.Leave(r.ID)
 		return err
 	})
 	// The shim's part of the mounts (rro, id-mapped, sysfs); what it stages
 	// goes once the runtime has made the container.
-	undo.push(func() error { return pod.ReleaseMounts(p.Dir(), r.ID) })
+	rollback.Push(func() error { return pod.ReleaseMounts(p.Dir(), r.ID) })
 	if err := s.prepareMounts(ctx, r.ID, bundle, spec, opts.BinaryName, own, p); err != nil {
 		return nil, err
 	}
 	if err := writeSpec(bundle, spec); err != nil {
 		return nil, fmt.Errorf("spec of container %s: %w", r.ID, err)
 	}
-	undo.push(func() error { return restoreSpec(bundle, specData) })
+	rollback.Push(func() error { return restoreSpec(bundle, specData) })
 
 	c.killAllOnExit = !ownPidNamespace(spec)
 	if len(r.Rootfs) > 0 {
@@ -104,7 +105,7 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 			return nil, fmt.Errorf("mount rootfs of %s: %w", r.ID, err)
 		}
 		c.rootfs = target
-		undo.push(func() error { return unmountRootfs(target) })
+		rollback.Push(func() error { return unmountRootfs(target) })
 	}
 
 	rc := RuntimeConfig{
@@ -118,7 +119,7 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	if err := writeRuntimeRecord(bundle, rc); err != nil {
 		return nil, fmt.Errorf("container %s: %w", r.ID, err)
 	}
-	undo.push(func() error { return removeRuntimeRecord(bundle) })
+	rollback.Push(func() error { return removeRuntimeRecord(bundle) })
 
 	ioUID, ioGID := ioOwner(opts.IoUid, opts.IoGid, spec)
 	c.init = process.NewInit(process.InitConfig{
