@@ -5,45 +5,29 @@ import (
 	"fmt"
 
 	"github.com/containerd/errdefs"
-	"github.com/containerd/errdefs/pkg/errgrpc"
 
+	"github.com/podv2/containerd-shim-pod-v2/errkind"
 	"github.com/podv2/containerd-shim-pod-v2/pod"
 	"github.com/podv2/containerd-shim-pod-v2/process"
 )
 
-// kindError gives an error an errdefs kind without changing its message.
-type kindError struct {
-	kind error
-	err  error
-}
-
-func (e *kindError) Error() string   { return e.err.Error() }
-func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
-
-func withKind(kind, err error) error { return &kindError{kind: kind, err: err} }
+func withKind(kind, err error) error { return errkind.With(kind, err) }
 
 // toRPC maps an error to the errdefs kind containerd expects, at the RPC
 // boundary only.
-func toRPC(err error) error {
-	if err == nil {
-		return nil
-	}
-	var kind error
+func toRPC(err error) error { return errkind.ToRPC(err, taskKind) }
+
+// taskKind is the kind of the errors of the shim's packages that have none.
+func taskKind(err error) error {
 	switch {
-	case errdefs.IsNotFound(err), errdefs.IsAlreadyExists(err), errdefs.IsInvalidArgument(err),
-		errdefs.IsFailedPrecondition(err), errdefs.IsNotImplemented(err):
-		// already has a kind
 	case errors.Is(err, process.ErrExited), errors.Is(err, process.ErrDeleted):
-		kind = errdefs.ErrNotFound
+		return errdefs.ErrNotFound
 	case errors.Is(err, process.ErrWrongState), errors.Is(err, process.ErrRuntimeMissing), errors.Is(err, pod.ErrInUse):
-		kind = errdefs.ErrFailedPrecondition
+		return errdefs.ErrFailedPrecondition
 	case errors.Is(err, pod.ErrInvalidID), errors.Is(err, pod.ErrConflict), errors.Is(err, pod.ErrInvalidSpec):
-		kind = errdefs.ErrInvalidArgument
+		return errdefs.ErrInvalidArgument
 	}
-	if kind != nil {
-		err = withKind(kind, err)
-	}
-	return errgrpc.ToGRPC(err)
+	return nil
 }
 
 func notFound(format string, args ...any) error {
