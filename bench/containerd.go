@@ -17,9 +17,14 @@ const image = "docker.io/library/podtest:latest"
 // daemon is a private containerd 1.6 in a temporary directory.
 type daemon struct {
 	dir, sock string
-	shimDir   string // first on the daemon's $PATH: where the shim binary is
-	cmd       *exec.Cmd
-	env       []string
+	// ns is the containerd namespace of this run: runc keeps its state
+	// under /run/containerd/runc/<namespace> whatever the daemon, so a
+	// namespace of its own keeps the container ids of two bench runs on one
+	// machine (two sessions, or a run and a leftover) from colliding.
+	ns      string
+	shimDir string // first on the daemon's $PATH: where the shim binary is
+	cmd     *exec.Cmd
+	env     []string
 }
 
 // startContainerd starts a private containerd with the shim of shimDir
@@ -32,7 +37,7 @@ func startContainerd(shimDir string, debug bool) (*daemon, error) {
 	}
 	// A user-namespaced pod's root must be able to reach its bundle.
 	os.Chmod(dir, 0o711)
-	d := &daemon{dir: dir, sock: filepath.Join(dir, "c.sock"), shimDir: shimDir}
+	d := &daemon{dir: dir, sock: filepath.Join(dir, "c.sock"), shimDir: shimDir, ns: "bench-" + filepath.Base(dir)[len("podv2-bench-"):]}
 	level := "info"
 	if debug {
 		level = "debug"
@@ -91,7 +96,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 func (d *daemon) ctr(stdin io.Reader, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "/usr/bin/ctr", append([]string{"--address", d.sock, "--namespace", "bench"}, args...)...)
+	cmd := exec.CommandContext(ctx, "/usr/bin/ctr", append([]string{"--address", d.sock, "--namespace", d.ns}, args...)...)
 	cmd.Stdin = stdin
 	var out strings.Builder
 	cmd.Stdout = &out
@@ -107,7 +112,7 @@ func (d *daemon) ctr(stdin io.Reader, args ...string) (string, error) {
 func (d *daemon) timed(stdin io.Reader, stdout io.Writer, args ...string) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "/usr/bin/ctr", append([]string{"--address", d.sock, "--namespace", "bench"}, args...)...)
+	cmd := exec.CommandContext(ctx, "/usr/bin/ctr", append([]string{"--address", d.sock, "--namespace", d.ns}, args...)...)
 	cmd.Stdin, cmd.Stdout = stdin, stdout
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

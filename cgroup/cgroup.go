@@ -15,19 +15,18 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // Cgroup is a container's cgroup, found from a pid of the container (its
 // init). On cgroup v1 it is one directory per controller, on v2 one unified
-// directory. The directories are resolved once, by Load, so Metrics
+// directory. The directories are resolved once, by Load, so AppendMetrics
 // and WatchOOM keep working after the pid is gone, for as long as the
 // cgroup exists.
 //
-// This file, cgroup_v1.go, cgroup_v2.go and oom.go read the cgroup files
-// themselves: github.com/containerd/cgroups/v3 would pull cilium/ebpf, godbus
-// and go-systemd into the shim; only its protobuf message packages are used.
+// This package reads the cgroup files itself: github.com/containerd/cgroups/v3
+// would pull cilium/ebpf, godbus and go-systemd into the shim. Its metrics
+// messages are written in their wire format (metrics.go), so not even their
+// generated types are needed outside the tests.
 type Cgroup struct {
 	pid     int
 	version int
@@ -118,28 +117,6 @@ func loadCgroup(pid int, procCgroup string, infos []*mountinfo.Info, v2 bool) (*
 
 // Version is 1 or 2.
 func (c *Cgroup) Version() int { return c.version }
-
-// Metrics reads the cgroup's statistics: a *v1stats.Metrics
-// (io.containerd.cgroups.v1.Metrics) or a *v2stats.Metrics
-// (io.containerd.cgroups.v2.Metrics). What the kernel does not offer (a
-// controller not mounted or not enabled, a file it does not have) is left
-// empty. It fails, with fs.ErrNotExist, once the cgroup is removed.
-func (c *Cgroup) Metrics() (proto.Message, error) {
-	if c.version == 2 {
-		if !cgroupPathExists(c.unified) {
-			return nil, fmt.Errorf("cgroup %s: %w", c.unified, fs.ErrNotExist)
-		}
-		return c.metricsV2()
-	}
-	found := false
-	for _, dir := range c.dirs {
-		found = found || cgroupPathExists(dir)
-	}
-	if !found {
-		return nil, fmt.Errorf("cgroup of pid %d: %w", c.pid, fs.ErrNotExist)
-	}
-	return c.metricsV1()
-}
 
 // parseProcCgroup parses /proc/<pid>/cgroup: "hierarchy-id:controllers:path"
 // lines. It maps each v1 controller (and "name=..." hierarchy) to its path,
@@ -286,23 +263,6 @@ func statValue(data, key string) (uint64, bool) {
 		}
 	})
 	return v, found
-}
-
-// setStatFields copies a flat keyed file into the scalar uint64 fields of m
-// whose proto names are the keys (after rename). Keys with no such field
-// are ignored, so new kernel keys are harmless.
-func setStatFields(m proto.Message, data string, rename func(string) string) {
-	msg := m.ProtoReflect()
-	fields := msg.Descriptor().Fields()
-	eachStat(data, func(key string, value uint64) {
-		if rename != nil {
-			key = rename(key)
-		}
-		fd := fields.ByName(protoreflect.Name(key))
-		if fd != nil && fd.Kind() == protoreflect.Uint64Kind && fd.Cardinality() != protoreflect.Repeated {
-			msg.Set(fd, protoreflect.ValueOfUint64(value))
-		}
-	})
 }
 
 // hugePageSizes are the huge page sizes of the machine as cgroup file names

@@ -145,7 +145,7 @@ func TestCgroupParseBlkio(t *testing.T) {
 		{name: "too many fields", in: "8:0 Read 1 2\n", wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseBlkio(tc.in)
+			got, err := decodeBlkio(tc.in)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("err = %v, want error %v", err, tc.wantErr)
 			}
@@ -182,7 +182,7 @@ func TestCgroupParseIOStat(t *testing.T) {
 		{name: "bad device", in: "sda rbytes=1\n", wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseIOStat(tc.in)
+			got, err := decodeIOStat(tc.in)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("err = %v, want error %v", err, tc.wantErr)
 			}
@@ -235,8 +235,7 @@ total_inactive_file 30
 total_active_file 31
 total_unevictable 32
 `
-	m := &v1stats.MemoryStat{}
-	setStatFields(m, stat, v1MemoryStatName)
+	m := decodeMemoryStatV1(t, stat)
 	want := &v1stats.MemoryStat{
 		Cache: 1, RSS: 2, RSSHuge: 3, MappedFile: 4, Dirty: 5, Writeback: 6, PgPgIn: 7, PgPgOut: 8,
 		PgFault: 9, PgMajFault: 10, InactiveAnon: 11, ActiveAnon: 12, InactiveFile: 13, ActiveFile: 14,

@@ -10,7 +10,6 @@ import (
 
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -143,21 +142,17 @@ func (s *Service) SandboxMetrics(ctx context.Context, r *api.SandboxMetricsReque
 	if cg == nil {
 		return nil, toRPC(notFound("sandbox %s has no pod cgroup (no cgroup_parent)", sb.id))
 	}
-	m, err := cg.Metrics()
+	value, typeURL, err := cg.AppendMetrics(nil)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, toRPC(notFound("metrics of sandbox %s: %v", sb.id, err))
 	}
 	if err != nil {
 		return nil, toRPC(fmt.Errorf("metrics of sandbox %s: %w", sb.id, err))
 	}
-	value, err := proto.Marshal(m)
-	if err != nil {
-		return nil, toRPC(err)
-	}
 	return &api.SandboxMetricsResponse{Metrics: &types.Metric{
 		Timestamp: timestamppb.Now(),
 		ID:        sb.id,
-		Data:      &anypb.Any{TypeUrl: string(proto.MessageName(m)), Value: value},
+		Data:      &anypb.Any{TypeUrl: typeURL, Value: value},
 	}}, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -17,15 +18,27 @@ import (
 // idleTrimDelay is how long the shim must be idle before it trims.
 const idleTrimDelay = time.Second
 
-// gcPercent is the serving shim's GOGC. Its live heap is about 1 MB, and
-// with the default 100 the garbage of requests grows the heap to the
-// runtime's 4 MB minimum between collections. A shim polled every second
-// (containerd 2.4 reads each sandbox's metrics, kubelet each container's
-// stats) is never idle for idleTrimDelay and held that: 7.1 MB PSS per pod of
-// 20 polled pods (make bench); with 25, 5.3 MB for 8% more CPU. Trimming
-// after every poll instead (a 200 ms idle delay) got 4.5 MB, at 2.6 times
-// the reference shim's CPU: a full collection and the next poll's page
-// faults, every second. GOGC in the shim's environment wins.
+// settleDelay bounds how long a new shim runs with the runtime's own
+// collector pace (GOGC 100, and no collection below a 4 MB heap) before
+// gcPercent: its start-up is its sandbox or first container and the
+// protobuf and JSON tables they need, about 2 MB of allocations in a burst.
+// With gcPercent from the start (a 1 MB minimum heap) that burst ran 2 or 3
+// collections in the shim's first 100 ms, on the critical path of the
+// pod's start, and the shim kept more of what it had touched: 20 polled pods
+// (make bench's, containerd 2.4) held 4.57 MB PSS per shim, against 3.80-3.86
+// MB settled later. A polled shim is never idle for idleTrimDelay, hence the
+// bound.
+const settleDelay = 2 * time.Second
+
+// gcPercent is the serving shim's GOGC once settled. Its live heap is under
+// 1 MB, and with the default 100 the garbage of requests would grow the heap
+// to the runtime's 4 MB minimum between collections. A shim polled every
+// second (containerd 2.4 reads each sandbox's metrics, kubelet each
+// container's stats) is never idle for idleTrimDelay and holds what its
+// heap grows to; its polls make little garbage (cgroup.AppendMetrics), so 25
+// costs few collections. Trimming after every poll instead (a full
+// collection and scavenge, and the next poll's page faults) held 0.7 MB
+// less for 4 times the CPU. GOGC in the shim's environment wins.
 const gcPercent = 25
 
 // trimmer gives memory back once the shim has been idle for a while: the
@@ -37,16 +50,21 @@ const gcPercent = 25
 type trimmer struct {
 	ranges [][2]uintptr // read-only mappings of the shim's binary
 
-	mu    sync.Mutex // guards timer
-	timer *time.Timer
+	settled atomic.Bool // the collector is at gcPercent
+
+	mu     sync.Mutex // guards timer
+	timer  *time.Timer
+	settle *time.Timer // settles the pace once settleDelay has passed
 }
 
 func newTrimmer() *trimmer {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
-	}
 	t := &trimmer{ranges: binaryMappings()}
 	t.timer = time.AfterFunc(idleTrimDelay, t.trim)
+	t.settle = time.AfterFunc(settleDelay, func() {
+		if !t.settled.Load() {
+			t.trim()
+		}
+	})
 	return t
 }
 
@@ -57,7 +75,12 @@ func (t *trimmer) touch() {
 	t.mu.Unlock()
 }
 
+// trim settles the collector's pace if it was not yet, and gives back what
+// the shim does not use.
 func (t *trimmer) trim() {
+	if !t.settled.Swap(true) && os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	debug.FreeOSMemory()
 	// The shim is idle: what it holds now is what it keeps. A leak soak
 	// compares these figures (and the process's fds, threads and PSS, which
@@ -100,4 +123,12 @@ func binaryMappings() [][2]uintptr {
 		}
 	}
 	return ranges
+}
+
+// stop stops the trimmer's timers (tests).
+func (t *trimmer) stop() {
+	t.mu.Lock()
+	t.timer.Stop()
+	t.mu.Unlock()
+	t.settle.Stop()
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -18,13 +17,9 @@ func (s *Service) Stats(ctx context.Context, r *taskapi.StatsRequest) (*taskapi.
 	if c.cgroup == nil {
 		return nil, toRPC(precondition("no stats for container %s: its cgroup was not found", c.id))
 	}
-	m, err := c.cgroup.Metrics()
+	value, typeURL, err := c.cgroup.AppendMetrics(nil)
 	if err != nil {
 		return nil, toRPC(precondition("stats of container %s: %v", c.id, err))
 	}
-	value, err := proto.Marshal(m)
-	if err != nil {
-		return nil, toRPC(err)
-	}
-	return &taskapi.StatsResponse{Stats: &anypb.Any{TypeUrl: string(proto.MessageName(m)), Value: value}}, nil
+	return &taskapi.StatsResponse{Stats: &anypb.Any{TypeUrl: typeURL, Value: value}}, nil
 }
