@@ -159,6 +159,12 @@ func (d *daemon) stop() {
 	// Mounts left under the directory would make its removal fail.
 	exec.Command("sh", "-c", "grep -o ' "+d.dir+"[^ ]*' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l").Run()
 	os.RemoveAll(d.dir)
+	// The run's namespace is its own: the directories runc and the shim
+	// made for it go too once empty (what a pod left in one stays, to be
+	// seen).
+	for _, root := range []string{"/run/containerd/runc", "/run/containerd/io.containerd.pod.v2"} {
+		os.Remove(filepath.Join(root, d.ns))
+	}
 }
 
 func copyFile(src, dst string) error {
