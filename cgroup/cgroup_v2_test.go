@@ -162,3 +162,76 @@ func TestOOMV2Real(t *testing.T) {
 		t.Fatal("watch still running after the cgroup was removed")
 	}
 }
+
+// A pod's cgroup made by the shim where nothing was (the two levels of
+// /podv2-test-X/pod, then the leaf for the pod's process) can be limited and
+// measured on cgroup v2: each parent enables its controllers for the
+// directory made under it. Without that the pod's cgroup had no memory.max,
+// cpu.max or pids.current, and an update failed.
+func TestPodCgroupV2Real(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(cgroupRoot, &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+		t.Skip("/sys/fs/cgroup is not cgroup v2")
+	}
+	top := fmt.Sprintf("podv2-test-%08x", time.Now().UnixNano()&0xffffffff)
+	pod, err := LoadPath("/" + top + "/pod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	podMade, err := pod.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := pod.Child("sandbox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafMade, err := leaf.Create()
+	if err != nil {
+		RemoveDirs(podMade)
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		removeTestCgroup(t, leaf.unified)
+		removeTestCgroup(t, pod.unified)
+		removeTestCgroup(t, filepath.Dir(pod.unified))
+	})
+	p := startHeld(t, "sleep", "1000")
+	if err := leaf.AddProc(p.pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := pod.Update(Resources{MemoryLimit: 64 << 20, CPUShares: 512, CPUPeriod: 50000, CPUQuota: 25000}); err != nil {
+		t.Fatalf("update the pod's cgroup: %v", err)
+	}
+	for file, want := range map[string]string{
+		"memory.max": fmt.Sprint(64 << 20),
+		"cpu.max":    "25000 50000",
+	} {
+		if got, err := os.ReadFile(filepath.Join(pod.unified, file)); err != nil || strings.TrimSpace(string(got)) != want {
+			t.Errorf("%s = %q, %v; want %s", file, got, err, want)
+		}
+	}
+	m, err := pod.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v2 := m.(*v2stats.Metrics); v2.GetPids().GetCurrent() != 1 || v2.GetMemory().GetUsageLimit() != 64<<20 {
+		t.Errorf("pod metrics: pids.current %d, memory limit %d; want 1, %d", v2.GetPids().GetCurrent(), v2.GetMemory().GetUsageLimit(), 64<<20)
+	}
+	// Removal needs the cgroups empty: the process goes back to the root.
+	if err := os.WriteFile(filepath.Join(cgroupRoot, "cgroup.procs"), []byte(fmt.Sprint(p.pid)), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveDirs(leafMade); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveDirs(podMade); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Dir(pod.unified)); !os.IsNotExist(err) {
+		t.Errorf("%s left: %v", filepath.Dir(pod.unified), err)
+	}
+}

@@ -121,7 +121,8 @@ func (c *Cgroup) Directories() []string {
 }
 
 // Create makes the cgroup's directories and the missing ones above them, and
-// returns those it made, parents first, for RemoveDirs.
+// returns those it made, parents first, for RemoveDirs. On cgroup v2 the
+// parent of each one it makes enables its controllers for it first.
 func (c *Cgroup) Create() (made []string, err error) {
 	for _, dir := range c.Directories() {
 		var missing []string
@@ -129,6 +130,11 @@ func (c *Cgroup) Create() (made []string, err error) {
 			missing = append(missing, d)
 		}
 		for i := len(missing) - 1; i >= 0; i-- {
+			if c.version == 2 {
+				if err := enableControllers(filepath.Dir(missing[i])); err != nil {
+					return nil, errors.Join(err, RemoveDirs(made))
+				}
+			}
 			if err := os.Mkdir(missing[i], 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 				return nil, errors.Join(fmt.Errorf("create cgroup %s: %w", missing[i], err), RemoveDirs(made))
 			}
@@ -136,6 +142,32 @@ func (c *Cgroup) Create() (made []string, err error) {
 		}
 	}
 	return made, nil
+}
+
+// enableControllers enables for dir's children every controller dir has
+// (its cgroup.controllers, written to its cgroup.subtree_control), as runc
+// does on its way down to a container's cgroup: a cgroup v2 directory has
+// the files of a controller (memory.max, cpu.max, pids.current...) only if
+// its parent enables it. A parent the shim made gets them from this too,
+// so a pod's cgroup made under a path nobody made before can be limited
+// and measured. (A parent that holds processes itself, other than the
+// root, cannot enable controllers: the kernel refuses, and so does this.)
+func enableControllers(dir string) error {
+	avail, err := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
+	if err != nil {
+		return fmt.Errorf("controllers of cgroup %s: %w", dir, err)
+	}
+	var enable []string
+	for _, ctrl := range strings.Fields(string(avail)) {
+		enable = append(enable, "+"+ctrl)
+	}
+	if len(enable) == 0 {
+		return nil
+	}
+	if err := writeCgroupFile(filepath.Join(dir, "cgroup.subtree_control"), strings.Join(enable, " ")); err != nil {
+		return fmt.Errorf("enable controllers %s for the children of cgroup %s: %w", strings.Join(enable, " "), dir, err)
+	}
+	return nil
 }
 
 // RemoveDirs removes cgroup directories made by Create, the last made first,
