@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -88,29 +89,55 @@ func (s *Service) start(sb *sandbox) (retErr error) {
 		rollback.Push(func() error { return removeLeaf(context.Background(), leaf.Directories()) })
 	}
 
+	// On cgroup v2 the pod's process is born in its cgroup; on v1 it is
+	// moved there once started.
+	var bornIn *os.File
+	if leaf != nil && leaf.Version() == 2 {
+		if err := fault.Check("sandbox.cgroup-join"); err != nil {
+			return err
+		}
+		dir := leaf.Directories()[0]
+		f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("cgroup of sandbox %s's process: %w", sb.id, err)
+		}
+		defer f.Close()
+		bornIn = f
+	}
 	if err := fault.Check("sandbox.process"); err != nil {
 		return err
 	}
 	ns, _ := sb.pod.Namespaces()
 	proc := &podProcess{done: make(chan struct{})}
-	pid, err := s.exits.during(func() (int, error) {
-		return podproc.Start(s.cfg.Reaper, podproc.Config{
-			UserNS:   ns.UserPath,
-			NetNS:    ns.NetPath,
-			NewIPC:   sb.plan.NewIPC,
-			NewUTS:   sb.plan.NewUTS,
-			NewPID:   sb.plan.NewPID,
-			Hostname: sb.plan.Hostname,
-			Sysctls:  sb.plan.Sysctls,
-		})
-	}, func(e process.Exit) { s.podExited(sb, proc, e) })
+	startIn := func(cg *os.File) (int, error) {
+		return s.exits.during(func() (int, error) {
+			return podproc.Start(s.cfg.Reaper, podproc.Config{
+				UserNS:   ns.UserPath,
+				NetNS:    ns.NetPath,
+				NewIPC:   sb.plan.NewIPC,
+				NewUTS:   sb.plan.NewUTS,
+				NewPID:   sb.plan.NewPID,
+				Hostname: sb.plan.Hostname,
+				Sysctls:  sb.plan.Sysctls,
+				Cgroup:   cg,
+			})
+		}, func(e process.Exit) { s.podExited(sb, proc, e) })
+	}
+	pid, err := startIn(bornIn)
+	if bornIn != nil && (errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL)) {
+		// A kernel older than 5.7 has no CLONE_INTO_CGROUP: the process is
+		// moved once started, as on v1.
+		slog.Info("the pod's process cannot be born in its cgroup: moved there once started", "sandbox", sb.id, "error", err)
+		bornIn = nil
+		pid, err = startIn(nil)
+	}
 	if err != nil {
 		return fmt.Errorf("the process of sandbox %s: %w", sb.id, err)
 	}
 	proc.pid = pid
 	rollback.Push(func() error { return s.kill(sb, proc, unix.SIGKILL) })
 
-	if leaf != nil {
+	if leaf != nil && bornIn == nil {
 		if err := fault.Check("sandbox.cgroup-join"); err != nil {
 			return err
 		}

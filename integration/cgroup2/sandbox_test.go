@@ -50,7 +50,10 @@ func testSandbox(t *testing.T, e *env, r *report) {
 	if got, err := cgroupOf(pid); err != nil || got != leaf {
 		t.Fatalf("cgroup of the pod's process %d: %q, %v; want %s", pid, got, err, leaf)
 	}
-	r.checked("pod process %d in %s", pid, strings.TrimPrefix(leaf, cgroupRoot))
+	if e.c.LogContains("cannot be born in its cgroup") {
+		t.Errorf("the pod's process was moved into its cgroup, not born in it (clone3's CLONE_INTO_CGROUP)")
+	}
+	r.checked("pod process %d born in %s", pid, strings.TrimPrefix(leaf, cgroupRoot))
 
 	m, err := ctrl.Metrics(ctx, id)
 	if err != nil {

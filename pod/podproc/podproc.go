@@ -45,6 +45,10 @@ type Config struct {
 	// belongs to is the caller's to check: one of a namespace the pod
 	// shares with the host would change the host's.
 	Sysctls []Sysctl
+	// Cgroup, if not nil, is the directory of the cgroup v2 cgroup the pod's
+	// process is born in (clone3's CLONE_INTO_CGROUP, for its starter, whose
+	// child it is): it is never in another, and nothing is migrated.
+	Cgroup *os.File
 }
 
 // Sysctl is a kernel parameter: Key in dotted (net.ipv4.ip_forward) or
@@ -143,6 +147,9 @@ func Start(r Runner, c Config) (int, error) {
 		Env:        []string{},
 		Dir:        "/",
 		ExtraFiles: append([]*os.File{wp}, files...),
+	}
+	if c.Cgroup != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(c.Cgroup.Fd())}
 	}
 	err = r.Start(cmd)
 	wp.Close()
