@@ -98,10 +98,11 @@ const whereTimeGoes = `
   What both pay and bounds the latency ratio: CNI's bridge setup (about 11 ms from a quiet node; each pair waits
   half a second after the last removal, as the kernel tears a removed pod's network namespace down in the background
   while holding what the next CNI setup needs), containerd's own work, the container's runc create and start, and
-  on cgroup v1 one write of a pid into each of the ten hierarchies for each process placed in the pod's cgroup (our
-  pod process, the reference's pause, each container): 6-15 ms each time, bound by the kernel's RCU grace periods,
-  measured the same whether the writes are made one after another or at once. Ours answers StartSandbox only once
-  its process is in the pod's cgroup, so that a failure is StartSandbox's error and is rolled back.
+  on cgroup v1 the move of each process placed in the pod's cgroup (our pod process, the reference's pause, each
+  container) into it: the first write of a pid to a cgroup.procs waits for an RCU grace period (4-20 ms here; the
+  other nine hierarchies' then take about 20 us each), whether the writes are made one after another or at once.
+  Ours answers StartSandbox only once its process is in the pod's cgroup, so that a failure is StartSandbox's error
+  and is rolled back; on cgroup v2 its process is born there (CLONE_INTO_CGROUP) and nothing is moved.
 - Memory per pod counts each pod's shim and its own process or pause (busybox's sleep here, no registry being
   reachable; the real pause is about as small). Polled every second, a shim never idles for the trim. What it holds
   (a heap profile and runtime statistics of a polled shim): about 0.85 MB of live heap, two thirds of it tables the
