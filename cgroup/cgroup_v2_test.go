@@ -176,24 +176,7 @@ func TestPodCgroupV2Real(t *testing.T) {
 	if err := unix.Statfs(cgroupRoot, &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
 		t.Skip("/sys/fs/cgroup is not cgroup v2")
 	}
-	top := fmt.Sprintf("podv2-test-%08x", time.Now().UnixNano()&0xffffffff)
-	pod, err := LoadPath("/" + top + "/pod")
-	if err != nil {
-		t.Fatal(err)
-	}
-	podMade, err := pod.Create()
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := pod.Child("sandbox")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leafMade, err := leaf.Create()
-	if err != nil {
-		RemoveDirs(podMade)
-		t.Fatal(err)
-	}
+	_, pod, leaf, podMade, leafMade := makeTestPod(t)
 	t.Cleanup(func() {
 		removeTestCgroup(t, leaf.unified)
 		removeTestCgroup(t, pod.unified)

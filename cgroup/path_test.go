@@ -71,26 +71,33 @@ func TestSharesToWeight(t *testing.T) {
 
 // A pod cgroup made by path on this (v1) machine: missing parents made and
 // removed with it, a process moved into a leaf, limits set, metrics read.
-func TestPodCgroupV1Real(t *testing.T) {
-	requireV1(t)
-	top := fmt.Sprintf("podv2-test-%08x", rand.Uint32())
+// makeTestPod makes a pod's cgroup where nothing was (/<top>/pod, two levels)
+// and the leaf of its process (/<top>/pod/sandbox), as a sandbox's start
+// does, and returns what Create made of each.
+func makeTestPod(t *testing.T) (top string, pod, leaf *Cgroup, podMade, leafMade []string) {
+	t.Helper()
+	top = fmt.Sprintf("podv2-test-%08x", rand.Uint32())
 	pod, err := LoadPath("/" + top + "/pod")
 	if err != nil {
 		t.Fatal(err)
 	}
-	podMade, err := pod.Create()
-	if err != nil {
+	if podMade, err = pod.Create(); err != nil {
 		t.Fatal(err)
 	}
-	leaf, err := pod.Child("sandbox")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leafMade, err := leaf.Create()
-	if err != nil {
+	if leaf, err = pod.Child("sandbox"); err != nil {
 		RemoveDirs(podMade)
 		t.Fatal(err)
 	}
+	if leafMade, err = leaf.Create(); err != nil {
+		RemoveDirs(podMade)
+		t.Fatal(err)
+	}
+	return top, pod, leaf, podMade, leafMade
+}
+
+func TestPodCgroupV1Real(t *testing.T) {
+	requireV1(t)
+	top, pod, leaf, podMade, leafMade := makeTestPod(t)
 	p := startHeld(t, "sleep", "1000")
 	t.Cleanup(func() {
 		for _, dir := range append(leaf.Directories(), pod.Directories()...) {
