@@ -56,7 +56,10 @@ type lifecycle struct {
 	wanted  bool // the services asked to exit
 	forced  bool // SIGTERM: exit now
 	decided bool
-	exit    chan struct{} // closed once the shim is to exit
+	// unlisted: check removed the socket under the start lock; from then on
+	// the path may be another shim's of the same pod.
+	unlisted bool
+	exit     chan struct{} // closed once the shim is to exit
 }
 
 // reservation is one start's hold on the shim, until its task is shut down
@@ -189,8 +192,17 @@ func (l *lifecycle) check() {
 	l.decided = true
 	if l.sock != "" {
 		removeSocket(l.sock)
+		l.unlisted = true
 	}
 	close(l.exit)
+}
+
+// socketRemoved tells whether check removed the socket: if not (SIGTERM, or
+// the server stopped), the shim removes it on its way out.
+func (l *lifecycle) socketRemoved() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.unlisted
 }
 
 // forceExit ends the shim whatever it holds (SIGTERM).

@@ -195,3 +195,66 @@ func TestStartWaitsForABusyShimInsteadOfReplacingIt(t *testing.T) {
 		t.Error("the live shim was not reserved for the container")
 	}
 }
+
+// A start waiting for its pod's busy shim (up to reserveWait) does not hold
+// the start lock meanwhile: the starts and the exits of the node's other
+// pods go on. (It held it: every start on the node waited behind one pod's
+// slow shim.)
+func TestStartWaitingForABusyShimHoldsNoLock(t *testing.T) {
+	sockDir, err := os.MkdirTemp("", "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	cfg := &Config{Namespace: "ns", ID: "c2", Bundle: t.TempDir(), GRPCAddress: "/run/containerd.sock", SocketDir: sockDir}
+	spec, _ := json.Marshal(map[string]any{"annotations": map[string]string{"pod": "p"}})
+	if err := os.WriteFile(filepath.Join(cfg.Bundle, "config.json"), spec, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := Handlers{GroupKey: func(a map[string]string, id string) string { return a["pod"] }}
+	sock := SocketPath(sockDir, cfg.GRPCAddress, cfg.Namespace, "p")
+	ln := busyShimSocket(t, sock)
+	life := newLifecycle("", "c1", nil)
+	srv, err := ttrpc.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	life.register(srv)
+	defer srv.Close()
+
+	rec := &logRecorder{changed: make(chan struct{}, 1)}
+	old := slog.Default()
+	slog.SetDefault(slog.New(rec))
+	defer slog.SetDefault(old)
+
+	done := make(chan error, 1)
+	go func() { done <- start(context.Background(), h, cfg, nil, io.Discard) }()
+	for !rec.logged("busy") {
+		select {
+		case err := <-done:
+			t.Fatalf("start returned (error %v) without waiting for the pod's busy shim", err)
+		case <-rec.changed:
+		}
+	}
+	// Another pod's start (or a shim's exit) takes the lock now.
+	locked := make(chan func(), 1)
+	go func() {
+		unlock, err := lockSocket(SocketPath(sockDir, cfg.GRPCAddress, cfg.Namespace, "other"))
+		if err != nil {
+			t.Error(err)
+		}
+		locked <- unlock
+	}()
+	select {
+	case unlock := <-locked:
+		if unlock != nil {
+			unlock()
+		}
+	case err := <-done:
+		t.Fatalf("the start lock was held until the start waiting for its pod's busy shim ended (%v)", err)
+	}
+	go srv.Serve(context.Background(), ln)
+	if err := <-done; err != nil {
+		t.Fatalf("start: %v", err)
+	}
+}

@@ -38,6 +38,12 @@ func serve(ctx context.Context, h Handlers, cfg *Config) error {
 	sock := os.Getenv(socketEnv)
 	os.Unsetenv(socketEnv)
 	cfg.SocketPath = sock
+	// The socket file this shim listens on, told apart from one a later shim
+	// of the pod makes at the same path.
+	var ownSocket unix.Stat_t
+	if sock != "" {
+		_ = unix.Lstat(sock, &ownSocket)
+	}
 
 	trim := newTrimmer()
 	life := newLifecycle(sock, cfg.ID, trim.touch)
@@ -92,10 +98,21 @@ func serve(ctx context.Context, h Handlers, cfg *Config) error {
 	case err := <-serveErr:
 		slog.Error("ttrpc server stopped", "error", err)
 	}
-	// The socket is gone (removed under the start lock): no start answers
-	// with this shim's address any more.
-	if sock != "" {
-		removeSocket(sock)
+	// No start may answer with this shim's address any more. An idle exit
+	// removed the socket under the start lock, and the path may already be
+	// a new shim's of the same pod: it is left alone. Otherwise (SIGTERM, or
+	// the server stopped) it is removed here under the lock (held only for
+	// spawns), if it is still this shim's.
+	if sock != "" && !life.socketRemoved() {
+		if unlock, err := lockSocket(sock); err != nil {
+			slog.Warn("take the start lock to remove the socket", "error", err)
+		} else {
+			var now unix.Stat_t
+			if unix.Lstat(sock, &now) == nil && now.Dev == ownSocket.Dev && now.Ino == ownSocket.Ino {
+				removeSocket(sock)
+			}
+			unlock()
+		}
 	}
 
 	// Let the reply to Shutdown go out (the client hangs up once it has it),

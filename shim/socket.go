@@ -101,10 +101,12 @@ func listen(path string) (*net.UnixListener, error) {
 	return l, nil
 }
 
-// lockSocket serialises the starts and the shutdowns of shims on the socket
-// directory: a start decides whether a pod's shim is alive, a shutdown takes
-// its socket away, never both at once. The lock is on the directory itself,
-// so no lock file is left behind; starts are short, one at a time is fine.
+// lockSocket serialises the spawns and the exits of shims on the socket
+// directory: a start decides that no shim serves a pod and spawns one, an
+// exiting shim takes its socket away, never both at once. It is held for a
+// spawn's few milliseconds, never while a shim is asked something (see
+// claim). The lock is on the directory itself, so no lock file is left
+// behind.
 func lockSocket(path string) (func(), error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -56,21 +56,8 @@ func start(ctx context.Context, h Handlers, cfg *Config, stdin io.Reader, stdout
 	sock := SocketPath(cfg.SocketDir, cfg.GRPCAddress, cfg.Namespace, h.GroupKey(annotations, cfg.ID))
 	address := unixScheme + sock
 
-	unlock, err := lockSocket(sock)
-	if err != nil {
+	if err := claim(sock, cfg.ID, func() error { return spawn(cfg, sock, in.options) }); err != nil {
 		return err
-	}
-	defer unlock()
-	// A live shim of the pod is reserved for this container before it is
-	// named: it cannot decide to exit meanwhile (see lifecycle).
-	reserved, err := reserveShim(sock, cfg.ID)
-	if err != nil {
-		return err
-	}
-	if !reserved {
-		if err := spawn(cfg, sock, in.options); err != nil {
-			return err
-		}
 	}
 	if err := writeAddress(cfg.Bundle, address); err != nil {
 		return err
@@ -277,26 +264,49 @@ func joinCgroup(pid int, path string) error {
 // that may be alive but does not answer (see dialShim).
 const reserveWait = 5 * time.Second
 
-// reserveShim asks the pod's shim, if there is one, to stay for the
-// container being started. false: no shim serves the pod, one is to be
-// spawned. An error: a shim may serve the pod but did not answer within
-// reserveWait; start fails rather than put a second shim on its socket.
-func reserveShim(sock, taskID string) (bool, error) {
+// claim makes sure a shim serves the pod on sock for the container taskID
+// being started: a live shim of the pod is reserved for it before it is
+// named, so that it cannot decide to exit meanwhile (see lifecycle); if none
+// serves the pod, one is spawned. The start lock is taken only to decide
+// that none does and to spawn it: a shim that may be busy is asked again
+// for up to reserveWait without it, so that a slow pod's shim never holds
+// up the starts of the others. An error: a shim may serve the pod but did
+// not answer within reserveWait; start fails rather than put a second shim
+// on its socket.
+func claim(sock, taskID string, spawn func() error) error {
 	deadline := time.Now().Add(reserveWait)
 	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
 		st, err := reserve(sock, taskID)
 		switch st {
 		case shimUp:
-			return true, nil
+			return nil
 		case shimGone:
-			return false, nil
+			spawned, err := spawnIfNone(sock, spawn)
+			if err != nil || spawned {
+				return err
+			}
+			// A shim came meanwhile: it is asked again.
 		}
 		if time.Now().After(deadline) {
-			return false, fmt.Errorf("the pod's shim on %s does not answer (%v): not starting a second one", sock, err)
+			return fmt.Errorf("the pod's shim on %s does not answer (%v): not starting a second one", sock, err)
 		}
 		slog.Debug("the pod's shim may be busy: asking again", "socket", sock, "error", err)
 		time.Sleep(delay)
 	}
+}
+
+// spawnIfNone spawns the pod's shim under the start lock if, looked at
+// again under it, no shim serves the pod. false, nil: one does now.
+func spawnIfNone(sock string, spawn func() error) (bool, error) {
+	unlock, err := lockSocket(sock)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	if probeShim(sock) != shimGone {
+		return false, nil
+	}
+	return true, spawn()
 }
 
 // reserve asks the pod's shim once. A shim that is exiting (signalled)
