@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/podv2/containerd-shim-pod-v2/integration/harness"
 )
@@ -22,6 +23,18 @@ func TestRuncGroupAndPodWithTheSameGroupGetTheirOwnShims(t *testing.T) {
 		for _, runcFirst := range []bool{true, false} {
 			group := c.ID("g")
 			theirs, ours := c.ID("runc"), c.ID("pod")
+			// Run after the tasks' removal (cleanups run last first): containerd-shim-runc-v2 leaves the socket of
+			// a group it served once it exits (ours removes its own, which the harness checks).
+			t.Cleanup(func() {
+				harness.WaitUntil(10*time.Second, func() bool { return len(c.ShimProcesses(harness.RuntimeRunc, theirs)) == 0 })
+				// 2.x's also listens on <group>/debug when containerd logs at debug level.
+				for _, key := range []string{group, group + "/debug"} {
+					if sock := strings.TrimPrefix(c.ShimSocketAddressOf(harness.RuntimeRunc, key), "unix://"); harness.Exists(sock) {
+						t.Logf("removing %s, left by containerd-shim-runc-v2 for %s", sock, key)
+						os.Remove(sock)
+					}
+				}
+			})
 			run := func(runtime, id string) {
 				c.MustCtr(t, "run", "-d", "--runtime", runtime, "--annotation", harness.RuncGroupAnnotation+"="+group,
 					c.Image, id, "sleep", "1000")
