@@ -131,66 +131,88 @@ func (r *logRecorder) logged(substr string) bool {
 	return false
 }
 
-// A `start` that finds the pod's shim busy must wait for it, never put a
-// second shim on the pod's socket: that one would fail to create the pod's
-// namespaces (their pins exist), tear down the pod's state under the first
-// shim, and every later start of the pod would spawn yet another shim.
-func TestStartWaitsForABusyShimInsteadOfReplacingIt(t *testing.T) {
+// busyPod is a pod "p" whose live shim is busy (accepts no connection
+// yet), and a start of container c2 of that pod, waiting for it.
+type busyPod struct {
+	cfg  *Config
+	sock string
+	ln   net.Listener
+	life *lifecycle
+	srv  *ttrpc.Server
+	out  bytes.Buffer
+	done chan error
+}
+
+// startOnBusyPod starts the start and returns once it has logged that the
+// pod's shim may be busy; serve lets the shim answer.
+func startOnBusyPod(t *testing.T) *busyPod {
+	t.Helper()
 	// Short: a socket path must fit in sun_path.
 	sockDir, err := os.MkdirTemp("", "s")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
-	cfg := &Config{Namespace: "ns", ID: "c2", Bundle: t.TempDir(), GRPCAddress: "/run/containerd.sock", SocketDir: sockDir}
+	p := &busyPod{done: make(chan error, 1)}
+	p.cfg = &Config{Namespace: "ns", ID: "c2", Bundle: t.TempDir(), GRPCAddress: "/run/containerd.sock", SocketDir: sockDir}
 	spec, _ := json.Marshal(map[string]any{"annotations": map[string]string{"pod": "p"}})
-	if err := os.WriteFile(filepath.Join(cfg.Bundle, "config.json"), spec, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(p.cfg.Bundle, "config.json"), spec, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	h := Handlers{GroupKey: func(a map[string]string, id string) string { return a["pod"] }}
-	sock := SocketPath(sockDir, cfg.GRPCAddress, cfg.Namespace, "p")
-	ln := busyShimSocket(t, sock)
-	before := inode(t, sock)
+	p.sock = SocketPath(sockDir, p.cfg.GRPCAddress, p.cfg.Namespace, "p")
+	p.ln = busyShimSocket(t, p.sock)
+	before := inode(t, p.sock)
 
 	// The live shim: its lifecycle answers Reserve once it accepts.
-	life := newLifecycle("", "c1", nil)
-	srv, err := ttrpc.NewServer()
-	if err != nil {
+	p.life = newLifecycle("", "c1", nil)
+	if p.srv, err = ttrpc.NewServer(); err != nil {
 		t.Fatal(err)
 	}
-	life.register(srv)
-	defer srv.Close()
+	p.life.register(p.srv)
+	t.Cleanup(func() { p.srv.Close() })
 
 	rec := &logRecorder{changed: make(chan struct{}, 1)}
 	old := slog.Default()
 	slog.SetDefault(slog.New(rec))
-	defer slog.SetDefault(old)
+	t.Cleanup(func() { slog.SetDefault(old) })
 
-	var out bytes.Buffer
-	done := make(chan error, 1)
-	go func() { done <- start(context.Background(), h, cfg, nil, &out) }()
+	go func() { p.done <- start(context.Background(), h, p.cfg, nil, &p.out) }()
 	for !rec.logged("busy") {
 		select {
-		case err := <-done:
+		case err := <-p.done:
 			t.Fatalf("start returned (error %v) without waiting for the pod's busy shim; the pod's socket is replaced: %v",
-				err, inode(t, sock) != before)
+				err, inode(t, p.sock) != before)
 		case <-rec.changed:
 		}
 	}
+	return p
+}
+
+// serve lets the pod's shim answer.
+func (p *busyPod) serve() { go p.srv.Serve(context.Background(), p.ln) }
+
+// A `start` that finds the pod's shim busy must wait for it, never put a
+// second shim on the pod's socket: that one would fail to create the pod's
+// namespaces (their pins exist), tear down the pod's state under the first
+// shim, and every later start of the pod would spawn yet another shim.
+func TestStartWaitsForABusyShimInsteadOfReplacingIt(t *testing.T) {
+	p := startOnBusyPod(t)
+	before := inode(t, p.sock)
 	// The shim gets to its connections: start must now reserve it.
-	go srv.Serve(context.Background(), ln)
-	if err := <-done; err != nil {
+	p.serve()
+	if err := <-p.done; err != nil {
 		t.Fatalf("start: %v", err)
 	}
-	if got := out.String(); got != unixScheme+sock {
-		t.Errorf("start answered %q, want the live shim's %q", got, unixScheme+sock)
+	if got := p.out.String(); got != unixScheme+p.sock {
+		t.Errorf("start answered %q, want the live shim's %q", got, unixScheme+p.sock)
 	}
-	if inode(t, sock) != before {
+	if inode(t, p.sock) != before {
 		t.Error("the pod's socket was replaced")
 	}
-	life.mu.Lock()
-	_, reserved := life.reserved[cfg.ID]
-	life.mu.Unlock()
+	p.life.mu.Lock()
+	_, reserved := p.life.reserved[p.cfg.ID]
+	p.life.mu.Unlock()
 	if !reserved {
 		t.Error("the live shim was not reserved for the container")
 	}
@@ -201,45 +223,11 @@ func TestStartWaitsForABusyShimInsteadOfReplacingIt(t *testing.T) {
 // pods go on. (It held it: every start on the node waited behind one pod's
 // slow shim.)
 func TestStartWaitingForABusyShimHoldsNoLock(t *testing.T) {
-	sockDir, err := os.MkdirTemp("", "s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sockDir) })
-	cfg := &Config{Namespace: "ns", ID: "c2", Bundle: t.TempDir(), GRPCAddress: "/run/containerd.sock", SocketDir: sockDir}
-	spec, _ := json.Marshal(map[string]any{"annotations": map[string]string{"pod": "p"}})
-	if err := os.WriteFile(filepath.Join(cfg.Bundle, "config.json"), spec, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	h := Handlers{GroupKey: func(a map[string]string, id string) string { return a["pod"] }}
-	sock := SocketPath(sockDir, cfg.GRPCAddress, cfg.Namespace, "p")
-	ln := busyShimSocket(t, sock)
-	life := newLifecycle("", "c1", nil)
-	srv, err := ttrpc.NewServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	life.register(srv)
-	defer srv.Close()
-
-	rec := &logRecorder{changed: make(chan struct{}, 1)}
-	old := slog.Default()
-	slog.SetDefault(slog.New(rec))
-	defer slog.SetDefault(old)
-
-	done := make(chan error, 1)
-	go func() { done <- start(context.Background(), h, cfg, nil, io.Discard) }()
-	for !rec.logged("busy") {
-		select {
-		case err := <-done:
-			t.Fatalf("start returned (error %v) without waiting for the pod's busy shim", err)
-		case <-rec.changed:
-		}
-	}
+	p := startOnBusyPod(t)
 	// Another pod's start (or a shim's exit) takes the lock now.
 	locked := make(chan func(), 1)
 	go func() {
-		unlock, err := lockSocket(SocketPath(sockDir, cfg.GRPCAddress, cfg.Namespace, "other"))
+		unlock, err := lockSocket(SocketPath(p.cfg.SocketDir, p.cfg.GRPCAddress, p.cfg.Namespace, "other"))
 		if err != nil {
 			t.Error(err)
 		}
@@ -250,11 +238,11 @@ func TestStartWaitingForABusyShimHoldsNoLock(t *testing.T) {
 		if unlock != nil {
 			unlock()
 		}
-	case err := <-done:
+	case err := <-p.done:
 		t.Fatalf("the start lock was held until the start waiting for its pod's busy shim ended (%v)", err)
 	}
-	go srv.Serve(context.Background(), ln)
-	if err := <-done; err != nil {
+	p.serve()
+	if err := <-p.done; err != nil {
 		t.Fatalf("start: %v", err)
 	}
 }
