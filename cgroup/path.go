@@ -192,6 +192,30 @@ func (c *Cgroup) AddProc(pid int) error {
 	return nil
 }
 
+// OpenTasks opens the tasks file of each of a v1 cgroup's directories for
+// writing. A thread that writes "0" to them moves itself, and only itself,
+// into the cgroup, and the kernel takes no cgroup-wide lock for that; moving
+// a process by pid (AddProc) takes it, and its first taker after a quiet
+// spell waits for an RCU grace period (4-20 ms). The files are the caller's
+// to close.
+func (c *Cgroup) OpenTasks() ([]*os.File, error) {
+	if c.version != 1 {
+		return nil, errors.New("tasks files are cgroup v1's")
+	}
+	var files []*os.File
+	for _, dir := range c.Directories() {
+		f, err := os.OpenFile(filepath.Join(dir, "tasks"), os.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			for _, f := range files {
+				f.Close()
+			}
+			return nil, fmt.Errorf("open the tasks file of cgroup %s: %w", dir, err)
+		}
+		files = append(files, f)
+	}
+	return files, nil
+}
+
 // Resources are the limits the shim sets on a pod's cgroup (CRI's
 // LinuxContainerResources, pod-wide). A zero field is left as it is.
 type Resources struct {

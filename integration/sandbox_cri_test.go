@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +58,38 @@ func podPid(t *testing.T, c *harness.CRI, pod *harness.Pod) int {
 		t.Fatalf("%v has no pid", pod)
 	}
 	return pid
+}
+
+// cgroupFlag is the pod process's last flag, in its command line as a container sees it.
+var cgroupFlag = regexp.MustCompile(`^(` + regexp.QuoteMeta(harness.PodProcessMarker) + ` [01]{5})[0-9]`)
+
+var podControllers = regexp.MustCompile(`(^|,)(memory|cpu|cpuacct|pids|blkio|hugetlb)(,|$)`)
+
+// checkInCgroup checks that pid's cgroup is path in the unified hierarchy (cgroup v2) or in each v1 hierarchy of a
+// controller the shim manages for a pod (memory, cpu, cpuacct, pids, blkio, hugetlb; as for a pause container's
+// cgroup under CRI, cpuset, devices and freezer are left as they are).
+func checkInCgroup(t *testing.T, pid int, path string) {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	for _, line := range lines {
+		// v2 only: one line, "0::path"; hybrid: the unified line is not the shim's either.
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 || (f[1] == "" && len(lines) > 1) || (f[1] != "" && !podControllers.MatchString(f[1])) {
+			continue
+		}
+		checked++
+		if f[2] != path {
+			t.Errorf("pid %d is in cgroup %s of hierarchy %q, want %s", pid, f[2], f[1], path)
+		}
+	}
+	if checked == 0 {
+		t.Errorf("no cgroup hierarchy of pid %d was checked:\n%s", pid, data)
+	}
 }
 
 // criSandboxLeftovers adds to what PodLeftovers checks what is the sandbox's own: its process and its cgroups.
@@ -141,12 +174,19 @@ func TestCRISandboxPod(t *testing.T) {
 			"net sysctl":         {[]string{"cat", "/proc/sys/net/ipv4/tcp_syncookies"}, "0"},
 			"unprivileged ports": {[]string{"cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start"}, "0"},
 			"ping range":         {[]string{"cat", "/proc/sys/net/ipv4/ping_group_range"}, "0\t2147483647"},
-			"pid 1":              {[]string{"sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '"}, harness.PodProcessMarker + " 01111 web-host /proc/sys/kernel/msgmax 12345 /proc/sys/net/ipv4/ip_unprivileged_port_start 0 /proc/sys/net/ipv4/ping_group_range 0 2147483647 /proc/sys/net/ipv4/tcp_syncookies 0"},
+			"pid 1":              {[]string{"sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '"}, harness.PodProcessMarker + " 01111N web-host /proc/sys/kernel/msgmax 12345 /proc/sys/net/ipv4/ip_unprivileged_port_start 0 /proc/sys/net/ipv4/ping_group_range 0 2147483647 /proc/sys/net/ipv4/tcp_syncookies 0"},
 		} {
-			if got := c.Exec(t, a, tc.args...); got != tc.want {
+			got := c.Exec(t, a, tc.args...)
+			if what == "pid 1" {
+				// The last flag counts the cgroup v1 tasks files the starter joined: the machine's hierarchies.
+				got = cgroupFlag.ReplaceAllString(got, "${1}N")
+			}
+			if got != tc.want {
 				t.Errorf("%s in the container = %q, want %q", what, got, tc.want)
 			}
 		}
+		// The pod's process is in the pod's cgroup, in a leaf of its own, in every hierarchy that has a controller.
+		checkInCgroup(t, pid, cfg.Linux.CgroupParent+"/"+pod.ID)
 		if out := c.Exec(t, a, "ip", "-4", "-o", "addr", "show", "eth0"); !subnetHas(c.CNI.Subnet, out) {
 			t.Errorf("eth0 of the pod has no address of %s: %q", c.CNI.Subnet, out)
 		}

@@ -89,20 +89,29 @@ func (s *Service) start(sb *sandbox) (retErr error) {
 		rollback.Push(func() error { return removeLeaf(context.Background(), leaf.Directories()) })
 	}
 
-	// On cgroup v2 the pod's process is born in its cgroup; on v1 it is
-	// moved there once started.
+	// The pod's process is born in its cgroup: on v2 through clone3's
+	// CLONE_INTO_CGROUP, on v1 its starter moves itself there before the
+	// fork (see podproc.Config). Nothing is moved by pid.
 	var bornIn *os.File
-	if leaf != nil && leaf.Version() == 2 {
+	var tasks []*os.File
+	if leaf != nil {
 		if err := fault.Check("sandbox.cgroup-join"); err != nil {
 			return err
 		}
-		dir := leaf.Directories()[0]
-		f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		var err error
+		if leaf.Version() == 2 {
+			dir := leaf.Directories()[0]
+			bornIn, err = os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err == nil {
+				defer bornIn.Close()
+			}
+		} else {
+			tasks, err = leaf.OpenTasks()
+			defer closeFiles(tasks)
+		}
 		if err != nil {
 			return fmt.Errorf("cgroup of sandbox %s's process: %w", sb.id, err)
 		}
-		defer f.Close()
-		bornIn = f
 	}
 	if err := fault.Check("sandbox.process"); err != nil {
 		return err
@@ -120,15 +129,17 @@ func (s *Service) start(sb *sandbox) (retErr error) {
 				Hostname: sb.plan.Hostname,
 				Sysctls:  sb.plan.Sysctls,
 				Cgroup:   cg,
+				Tasks:    tasks,
 			})
 		}, func(e process.Exit) { s.podExited(sb, proc, e) })
 	}
 	pid, err := startIn(bornIn)
+	moveAfter := false
 	if bornIn != nil && (errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL)) {
 		// A kernel older than 5.7 has no CLONE_INTO_CGROUP: the process is
-		// moved once started, as on v1.
+		// moved once started.
 		slog.Info("the pod's process cannot be born in its cgroup: moved there once started", "sandbox", sb.id, "error", err)
-		bornIn = nil
+		moveAfter = true
 		pid, err = startIn(nil)
 	}
 	if err != nil {
@@ -137,10 +148,7 @@ func (s *Service) start(sb *sandbox) (retErr error) {
 	proc.pid = pid
 	rollback.Push(func() error { return s.kill(sb, proc, unix.SIGKILL) })
 
-	if leaf != nil && bornIn == nil {
-		if err := fault.Check("sandbox.cgroup-join"); err != nil {
-			return err
-		}
+	if moveAfter {
 		if err := leaf.AddProc(pid); err != nil {
 			return err
 		}
@@ -184,6 +192,12 @@ func (s *Service) start(sb *sandbox) (retErr error) {
 		sb.state = running
 	}
 	return nil
+}
+
+func closeFiles(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
 }
 
 func nsPath(pid int, kind string) string { return fmt.Sprintf("/proc/%d/ns/%s", pid, kind) }

@@ -9,10 +9,15 @@
 //	fd 4 = the user namespace to join (FLAGS[0] == '1')
 //	fd 5 = the network namespace to join (FLAGS[1] == '1')
 //	FLAGS[2..4] == '1': new IPC, UTS (HOSTNAME set if not empty), PID namespaces
+//	FLAGS[5] == '0'+N: fds 6 to 5+N are cgroup v1 tasks files, open for writing
 //	FILE, VALUE pairs: sysctls, a /proc/sys file and what to write to it
 //
-// The starter joins the user namespace first (a multithreaded process
-// cannot) and becomes root there, then joins the network namespace, unshares the new namespaces inside
+// The starter first moves itself into the pod's cgroup: "0" written to each
+// tasks file moves the calling thread, and it is the process's only one. A
+// thread that moves itself takes no cgroup-wide lock, where a process moved
+// by pid (cgroup.procs) waits for an RCU grace period (4-20 ms) unless
+// another move came just before; its fork is born in the cgroup. It joins
+// the user namespace next (a multithreaded process cannot) and becomes root there, then joins the network namespace, unshares the new namespaces inside
 // that user namespace, sets the hostname, writes the sysctls (as root of the
 // pod's user namespace, the only one who may write those of its IPC
 // namespace), and forks the pod's process with CLONE_PARENT, so that the
@@ -66,6 +71,7 @@
 #define STEP_SIGMASK 6
 #define STEP_FORK 7
 #define STEP_SETID 8
+#define STEP_CGROUP 9
 // STEP_SYSCTL+k: the k-th sysctl pair (k from 0).
 #define STEP_SYSCTL 1000
 
@@ -74,6 +80,10 @@ DATA marker<>+8(SB)/8, $"rd-shim-"
 DATA marker<>+16(SB)/8, $"pod-v2:p"
 DATA marker<>+24(SB)/2, $"od"
 GLOBL marker<>(SB), RODATA, $32
+
+// What a thread writes to a tasks file to move itself.
+DATA zero<>+0(SB)/1, $"0"
+GLOBL zero<>(SB), RODATA, $1
 
 TEXT containerd_shim_pod_v2_entry(SB), NOSPLIT|NOFRAME, $0
 	// The kernel's initial stack: 0(SP) argc, 8(SP) argv[0], ...
@@ -105,7 +115,7 @@ pod:
 	MOVQ 24(SP), R13 // HOSTNAME
 	SUBQ $64, SP     // 0(SP): the report; 16(SP): the signal set
 
-	// FLAGS is exactly five characters.
+	// FLAGS is exactly six characters, the last a digit.
 	MOVQ $STEP_ARGS, R14
 	MOVQ $-22, AX        // EINVAL
 	MOVQ $0, CX
@@ -115,11 +125,38 @@ flagslen:
 	TESTL   BX, BX
 	JEQ     fail
 	INCQ    CX
-	CMPQ    CX, $5
+	CMPQ    CX, $6
 	JNE     flagslen
-	MOVBLZX 5(R12), BX
+	MOVBLZX 6(R12), BX
 	TESTL   BX, BX
 	JNE     fail
+	MOVBLZX 5(R12), R15
+	SUBQ    $'0', R15
+	CMPQ    R15, $9
+	JHI     fail         // not a digit (unsigned: below '0' too)
+
+	// Into the pod's cgroup: "0" to each tasks file, fds 6 to 5+N.
+	MOVQ $STEP_CGROUP, R14
+	MOVQ $6, BX
+
+cgjoin:
+	TESTQ R15, R15
+	JEQ   joinuser
+	MOVQ  BX, DI
+	LEAQ  zero<>(SB), SI
+	MOVQ  $1, DX
+	MOVQ  $SYS_write, AX
+	SYSCALL
+	TESTQ AX, AX
+	JMI   fail
+	MOVQ  BX, DI
+	MOVQ  $SYS_close, AX
+	SYSCALL
+	INCQ  BX
+	DECQ  R15
+	JMP   cgjoin
+
+joinuser:
 
 	// The user namespace first: the others are joined or made inside it.
 	CMPB 0(R12), $'1'

@@ -49,6 +49,12 @@ type Config struct {
 	// process is born in (clone3's CLONE_INTO_CGROUP, for its starter, whose
 	// child it is): it is never in another, and nothing is migrated.
 	Cgroup *os.File
+	// Tasks are a cgroup v1 cgroup's tasks files, one per hierarchy, open
+	// for writing (at most 9): the starter, while it has one thread, moves
+	// itself into each before anything else, and forks the pod's process
+	// there. A thread that moves itself takes no cgroup-wide lock; a process
+	// moved by pid waits for an RCU grace period.
+	Tasks []*os.File
 }
 
 // Sysctl is a kernel parameter: Key in dotted (net.ipv4.ip_forward) or
@@ -93,6 +99,7 @@ const (
 	stepSigmask
 	stepFork
 	stepSetID
+	stepCgroup
 	// stepNoEntry is written by the Go side of a binary without the entry point.
 	stepNoEntry = 99
 	// stepSysctl+2k is the k-th sysctl.
@@ -146,7 +153,7 @@ func Start(r Runner, c Config) (int, error) {
 		Args:       args,
 		Env:        []string{},
 		Dir:        "/",
-		ExtraFiles: append([]*os.File{wp}, files...),
+		ExtraFiles: append(append([]*os.File{wp}, files...), c.Tasks...),
 	}
 	if c.Cgroup != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(c.Cgroup.Fd())}
@@ -176,7 +183,13 @@ func Start(r Runner, c Config) (int, error) {
 	return int(value), nil
 }
 
+// maxTasks is how many tasks files the starter takes (FLAGS[5] is a digit).
+const maxTasks = 9
+
 func (c Config) check() error {
+	if len(c.Tasks) > maxTasks {
+		return fmt.Errorf("%d cgroup tasks files for the pod's process: at most %d", len(c.Tasks), maxTasks)
+	}
 	if len(c.Hostname) > maxHostname || strings.ContainsRune(c.Hostname, 0) {
 		return fmt.Errorf("hostname %q: longer than %d bytes or holds a NUL", c.Hostname, maxHostname)
 	}
@@ -192,7 +205,8 @@ func (c Config) check() error {
 }
 
 // open opens the namespaces to join, in the order of the starter's fds 4
-// and 5 (nil: none), and returns the flags argument.
+// and 5 (nil: none), and returns the flags argument (the last character is
+// the number of tasks files, from fd 6).
 func (c Config) open() (string, []*os.File, error) {
 	flag := func(b bool) byte {
 		if b {
@@ -211,7 +225,7 @@ func (c Config) open() (string, []*os.File, error) {
 		}
 		files[i] = f
 	}
-	flags := []byte{flag(c.UserNS != ""), flag(c.NetNS != ""), flag(c.NewIPC), flag(c.NewUTS), flag(c.NewPID)}
+	flags := []byte{flag(c.UserNS != ""), flag(c.NetNS != ""), flag(c.NewIPC), flag(c.NewUTS), flag(c.NewPID), byte('0' + len(c.Tasks))}
 	return string(flags), files, nil
 }
 
@@ -241,6 +255,8 @@ func stepName(step uint32, c Config) string {
 		return "fork the pod's process"
 	case stepSetID:
 		return "become root of user namespace " + c.UserNS
+	case stepCgroup:
+		return "move into the pod's cgroup"
 	}
 	if k := (int(step) - stepSysctl) / 2; step >= stepSysctl && k < len(c.Sysctls) {
 		return fmt.Sprintf("sysctl %s=%s", c.Sysctls[k].Key, c.Sysctls[k].Value)

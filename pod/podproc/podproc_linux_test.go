@@ -454,3 +454,79 @@ func TestPodProcessSysctlErrors(t *testing.T) {
 		t.Fatalf("a child is left: wait4 = %d, %v", pid, err)
 	}
 }
+
+// v1Hierarchy mounts a named cgroup v1 hierarchy of no controller, private
+// to the test (any kernel with cgroup v1 has them, whatever the host
+// mounts), and returns a cgroup made in it.
+func v1Hierarchy(t *testing.T) (root, cgroup string) {
+	t.Helper()
+	root = t.TempDir()
+	name := fmt.Sprintf("podproc-test-%d", os.Getpid())
+	if err := unix.Mount("cgroup", root, "cgroup", 0, "none,name="+name); err != nil {
+		t.Fatalf("mount a named cgroup v1 hierarchy: %v", err)
+	}
+	cgroup = filepath.Join(root, "pod")
+	if err := os.Mkdir(cgroup, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// The pod's process is gone by now (start's cleanup ran first).
+		if err := unix.Rmdir(cgroup); err != nil {
+			t.Errorf("remove the test's cgroup: %v", err)
+		}
+		if err := unix.Unmount(root, 0); err != nil {
+			t.Errorf("unmount the test's cgroup hierarchy: %v", err)
+		}
+	})
+	return root, cgroup
+}
+
+// On cgroup v1 the starter moves itself into the pod's cgroup through the
+// tasks files it is given, so the pod's process is born there; the starter's
+// parent (the shim) stays where it was.
+func TestPodProcessBornInV1Cgroup(t *testing.T) {
+	_, cg := v1Hierarchy(t)
+	tasks, err := os.OpenFile(filepath.Join(cg, "tasks"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tasks.Close()
+	pid := start(t, podproc.Config{NewPID: true, Tasks: []*os.File{tasks}})
+	procs, err := os.ReadFile(filepath.Join(cg, "cgroup.procs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Fields(string(procs)); len(got) != 1 || got[0] != strconv.Itoa(pid) {
+		t.Errorf("the pod's cgroup holds %q, want the pod's process %d alone", got, pid)
+	}
+	waitIdle(t, pid)
+	if fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)); err != nil || len(fds) != 3 {
+		t.Errorf("the pod's process holds %d fds (%v), want 3: no tasks file of the starter's", len(fds), err)
+	}
+}
+
+// A tasks file the starter cannot write to fails the start, naming the step,
+// and leaves no process.
+func TestPodProcessCgroupError(t *testing.T) {
+	_, cg := v1Hierarchy(t)
+	readOnly, err := os.Open(filepath.Join(cg, "tasks"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer readOnly.Close()
+	_, err = podproc.Start(runner{}, podproc.Config{Exe: shim, NewPID: true, Tasks: []*os.File{readOnly}})
+	var se *podproc.StepError
+	if !errors.As(err, &se) || se.Errno != unix.EBADF || !strings.Contains(err.Error(), "move into the pod's cgroup") {
+		t.Fatalf("error = %v, want a StepError naming the cgroup move, EBADF", err)
+	}
+	if procs, _ := os.ReadFile(filepath.Join(cg, "cgroup.procs")); len(procs) != 0 {
+		t.Errorf("the cgroup holds %q after a failed start", procs)
+	}
+	many := make([]*os.File, 10)
+	for i := range many {
+		many[i] = readOnly
+	}
+	if _, err := podproc.Start(runner{}, podproc.Config{Exe: shim, Tasks: many}); err == nil || !strings.Contains(err.Error(), "at most 9") {
+		t.Errorf("ten tasks files: error = %v, want one naming the limit", err)
+	}
+}
