@@ -41,6 +41,9 @@ func (s *Service) StartSandbox(ctx context.Context, r *api.StartSandboxRequest) 
 	if err := s.start(sb); err != nil {
 		return nil, toRPC(err)
 	}
+	// The pod's first container comes next: its runc create finds the
+	// kernel's cgroup migration lock warm (the pod's process took none).
+	cgroup.WarmMigrationLock()
 	spec, err := sb.spec()
 	if err != nil {
 		return nil, toRPC(err)

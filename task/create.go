@@ -39,6 +39,9 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	if err := pod.ValidateID(r.ID); err != nil {
 		return nil, err
 	}
+	// runc moves the container's first process into its cgroup late in its
+	// create: the kernel's wait before that move runs from now instead.
+	cgroup.WarmMigrationLock()
 	opts, own, err := decodeAllOptions(r.Options)
 	if err != nil {
 		return nil, err
