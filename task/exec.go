@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/podv2/containerd-shim-pod-v2/cgroup"
 	"github.com/podv2/containerd-shim-pod-v2/pod"
 	"github.com/podv2/containerd-shim-pod-v2/process"
 	"github.com/podv2/containerd-shim-pod-v2/stdio"
@@ -37,6 +38,10 @@ func (s *Service) addExec(ctx context.Context, r *taskapi.ExecProcessRequest) er
 	if st := c.init.Status(); st != process.Running {
 		return precondition("cannot exec in container %s: it is %s, not running", c.id, st)
 	}
+	// runc exec moves the exec's process into the container's cgroup by
+	// pid: the kernel's wait before that move runs from now, while runc
+	// starts up and the client asks for the exec's start.
+	cgroup.WarmMigrationLock()
 	if r.Spec == nil || len(r.Spec.GetValue()) == 0 {
 		return invalid("exec %s in container %s: no process spec", r.ExecID, c.id)
 	}
