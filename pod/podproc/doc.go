@@ -47,6 +47,11 @@
 // plus its runc run and image. Starting it costs one exec of the shim binary
 // (already in the page cache) and a fork of a process of a few pages.
 //
-// The protocol between Start and the entry point (argv, fds 3-5, the report)
+// It is born in the pod's cgroup, so that nothing is ever moved by pid (a
+// move that takes a kernel-wide lock and waits for an RCU grace period): on
+// cgroup v2 through clone3's CLONE_INTO_CGROUP, on v1 by its starter, which
+// moves itself (one thread) through the tasks files before it forks.
+//
+// The protocol between Start and the entry point (argv, fds 3 and up, the report)
 // is written at the top of entry_linux_amd64.s.
 package podproc
