@@ -80,7 +80,8 @@ const whereTimeGoes = `
   the cgroup OOM watch). Of that, about 1.5 ms is the first JSON decode of the spec in a new process (Go builds
   its decoders on first use) and about 2 ms the pod's network namespace, which this shim makes with a thread of
   its own where the reference shim lets runc make it. Not in those rows: the shim's own start, two short-lived
-  Go processes (` + "`start`" + ` and the serving shim).
+  Go processes (` + "`start`" + ` and the serving shim). runc's own time is shorter than the reference's runc's:
+  the shim warms the kernel's cgroup migration lock as the create begins (see the Kubernetes pods below).
 - An exec is almost all runc exec and ctr. This shim starts ` + "`runc exec`" + ` when containerd adds the exec,
   with ` + "`--process`" + ` on a pipe: runc starts up (a Go program, loading the container's state) while the
   client makes its next round trips, and waits for the spec, which Start writes into the pipe. Nothing runs
@@ -95,14 +96,18 @@ const whereTimeGoes = `
 - Kubernetes pods (containerd 2.4 with CRI, both handlers under one daemon): ours is the pod's sandbox, so a pod is
   CNI, the shim's start and its own process (a few pages, no image, no runc); the reference pulls nothing but
   prepares the pause image's snapshot and runs it with runc. The "of which" rows split a pod's start by CRI call.
-  What both pay and bounds the latency ratio: CNI's bridge setup (about 11 ms from a quiet node; each pair waits
+  What both pay and bounds the latency ratio: CNI's bridge setup (about 8-11 ms from a quiet node; each pair waits
   half a second after the last removal, as the kernel tears a removed pod's network namespace down in the background
-  while holding what the next CNI setup needs), containerd's own work, the container's runc create and start, and
-  on cgroup v1 the move of each process placed in the pod's cgroup (our pod process, the reference's pause, each
-  container) into it: the first write of a pid to a cgroup.procs waits for an RCU grace period (4-20 ms here; the
-  other nine hierarchies' then take about 20 us each), whether the writes are made one after another or at once.
-  Ours answers StartSandbox only once its process is in the pod's cgroup, so that a failure is StartSandbox's error
-  and is rolled back; on cgroup v2 its process is born there (CLONE_INTO_CGROUP) and nothing is moved.
+  while holding what the next CNI setup needs), containerd's own work, and the container's runc create and start.
+  On cgroup v1 and v2 alike, a process moved into a cgroup by pid (a cgroup.procs write) is moved under a lock of the
+  whole kernel whose first taker after a quiet spell waits for an RCU grace period: 4-20 ms here, and a cold runc
+  create takes 29-33 ms against 14-18 ms warm (measured alone). The reference pays it for the pause and again for
+  the container. Ours moves nothing by pid for the pod: its process is born in the pod's cgroup (on v2 through
+  CLONE_INTO_CGROUP; on v1 the starter, while it has one thread, writes "0" to each hierarchy's tasks file, a move of
+  the calling thread that takes no such lock, and forks the pod's process there). And the shim takes that lock
+  itself, from a goroutine and moving nothing (its own pid written to its own cgroup), when a sandbox has started,
+  when a container's create begins and when an exec is added, so that the wait runs while runc starts up rather than
+  when runc moves the container's (or the exec's) first process.
 - Memory per pod counts each pod's shim and its own process or pause (busybox's sleep here, no registry being
   reachable; the real pause is about as small). Polled every second, a shim never idles for the trim. What it holds
   (a heap profile and runtime statistics of a polled shim): about 0.85 MB of live heap, two thirds of it tables the
