@@ -2,8 +2,8 @@ package cgroup
 
 import (
 	"os"
-	"time"
 	"testing"
+	"time"
 )
 
 // Warming the migration lock writes the shim's pid where it already is: its
