@@ -2,17 +2,13 @@ package sandbox
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/podv2/containerd-shim-pod-v2/cgroup"
@@ -23,9 +19,6 @@ import (
 	"github.com/podv2/containerd-shim-pod-v2/sandbox/api"
 	"github.com/podv2/containerd-shim-pod-v2/undo"
 )
-
-// specTypeURL is how containerd names an OCI spec in an Any.
-const specTypeURL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 
 // podOOMScoreAdj is the pod process's oom_score_adj, as CRI gives a pause
 // container: the last thing of the pod the OOM killer takes.
@@ -42,8 +35,10 @@ func (s *Service) StartSandbox(ctx context.Context, r *api.StartSandboxRequest) 
 		return nil, toRPC(err)
 	}
 	// The pod's first container comes next: its runc create finds the
-	// kernel's cgroup migration lock warm (the pod's process took none).
+	// kernel's cgroup migration lock warm (the pod's process took none),
+	// and its create the OCI spec's JSON coders built.
 	cgroup.WarmMigrationLock()
+	prepareForContainers()
 	spec, err := sb.spec()
 	if err != nil {
 		return nil, toRPC(err)
@@ -230,57 +225,4 @@ func setOOMScoreAdj(pid, score int) {
 	if err := os.WriteFile(path, []byte(strconv.Itoa(score)), 0); err != nil {
 		slog.Debug("the pod's process keeps the shim's oom_score_adj", "pid", pid, "want", score, "error", err)
 	}
-}
-
-// spec is the OCI spec of the sandbox that StartSandbox returns for NRI: its
-// namespaces, cgroup and sysctls.
-func (sb *sandbox) spec() (*anypb.Any, error) {
-	sb.mu.Lock()
-	defer sb.mu.Unlock()
-	return sb.specLocked()
-}
-
-func (sb *sandbox) specLocked() (*anypb.Any, error) {
-	pid := 0
-	if sb.proc != nil {
-		pid = sb.proc.pid
-	}
-	leaf := ""
-	if sb.leaf != nil {
-		if parent, err := cgroup.CgroupfsPath(sb.plan.CgroupParent); err == nil {
-			leaf = filepath.Join(parent, sb.id)
-		}
-	}
-	p := sb.plan
-	spec := &specs.Spec{
-		Version:     specs.Version,
-		Hostname:    p.Hostname,
-		Annotations: p.Annotations,
-		Linux:       &specs.Linux{CgroupsPath: leaf},
-	}
-	ns, _ := sb.pod.Namespaces()
-	add := func(typ specs.LinuxNamespaceType, kind string, has bool) {
-		if has {
-			spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: typ, Path: nsPath(pid, kind)})
-		}
-	}
-	add(specs.UserNamespace, "user", ns.HasUser())
-	add(specs.NetworkNamespace, "net", ns.HasNet())
-	add(specs.IPCNamespace, "ipc", p.NewIPC)
-	add(specs.UTSNamespace, "uts", p.NewUTS)
-	add(specs.PIDNamespace, "pid", p.NewPID)
-	if ns.HasUser() {
-		spec.Linux.UIDMappings, spec.Linux.GIDMappings = ns.UIDMappings, ns.GIDMappings
-	}
-	if len(p.Sysctls) > 0 {
-		spec.Linux.Sysctl = make(map[string]string, len(p.Sysctls))
-		for _, s := range p.Sysctls {
-			spec.Linux.Sysctl[s.Key] = s.Value
-		}
-	}
-	data, err := json.Marshal(spec)
-	if err != nil {
-		return nil, fmt.Errorf("marshal the spec of sandbox %s: %w", sb.id, err)
-	}
-	return &anypb.Any{TypeUrl: specTypeURL, Value: data}, nil
 }
