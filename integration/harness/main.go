@@ -42,7 +42,13 @@ type archive struct {
 
 // Main runs the tests of a package (call it from TestMain) and removes what the harness built.
 func Main(m *testing.M) {
+	if !checkHierarchies("before the tests") {
+		os.Exit(1)
+	}
 	code := m.Run()
+	if !checkHierarchies("after the tests") && code == 0 {
+		code = 1
+	}
 	shared.mu.Lock()
 	if shared.dir != "" {
 		os.RemoveAll(shared.dir)
