@@ -50,22 +50,35 @@ var v1Controllers = []string{"memory", "cpu", "cpuacct", "pids", "blkio", "huget
 // Load finds the cgroup of pid from /proc/<pid>/cgroup, and where its
 // hierarchies are mounted from /proc/self/mountinfo.
 func Load(pid int) (*Cgroup, error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(cgroupRoot, &st); err != nil {
-		return nil, fmt.Errorf("statfs %s: %w", cgroupRoot, err)
+	m, err := readMachineMounts()
+	if err != nil {
+		return nil, err
 	}
-	v2 := st.Type == unix.CGROUP2_SUPER_MAGIC
-
 	procPath := fmt.Sprintf("/proc/%d/cgroup", pid)
 	procData, err := os.ReadFile(procPath)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", procPath, err)
 	}
-	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
-	if err != nil {
-		return nil, fmt.Errorf("read the mount table: %w", err)
+	return loadCgroup(pid, string(procData), m.infos, m.v2)
+}
+
+// machineMounts is where the machine's cgroup hierarchies are mounted, and
+// whether it is cgroup v2 only (cgroup2 mounted at cgroupRoot).
+type machineMounts struct {
+	infos []*mountinfo.Info
+	v2    bool
+}
+
+func readMachineMounts() (machineMounts, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(cgroupRoot, &st); err != nil {
+		return machineMounts{}, fmt.Errorf("statfs %s: %w", cgroupRoot, err)
 	}
-	return loadCgroup(pid, string(procData), mounts, v2)
+	infos, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
+	if err != nil {
+		return machineMounts{}, fmt.Errorf("read the mount table: %w", err)
+	}
+	return machineMounts{infos: infos, v2: st.Type == unix.CGROUP2_SUPER_MAGIC}, nil
 }
 
 // loadCgroup resolves pid's cgroup from the text of /proc/<pid>/cgroup and

@@ -23,15 +23,11 @@ import (
 // systemd slice ("kubepods-burstable-pod1.slice", expanded to its path as
 // systemd nests slices). The cgroup need not exist yet (see Create).
 func LoadPath(path string) (*Cgroup, error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(cgroupRoot, &st); err != nil {
-		return nil, fmt.Errorf("statfs %s: %w", cgroupRoot, err)
-	}
-	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
+	m, err := readMachineMounts()
 	if err != nil {
-		return nil, fmt.Errorf("read the mount table: %w", err)
+		return nil, err
 	}
-	return loadPath(path, mounts, st.Type == unix.CGROUP2_SUPER_MAGIC)
+	return loadPath(path, m.infos, m.v2)
 }
 
 func loadPath(path string, infos []*mountinfo.Info, v2 bool) (*Cgroup, error) {

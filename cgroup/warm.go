@@ -1,16 +1,12 @@
 package cgroup
 
 import (
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
-
-	"github.com/moby/sys/mountinfo"
-	"golang.org/x/sys/unix"
 )
 
 // A process moved into a cgroup by pid (written to a cgroup.procs) is moved
@@ -43,22 +39,7 @@ var warming atomic.Bool
 
 // cgroupFS is the machine's cgroup mounts, read once: the shim's own cgroup
 // is read at each use, where its hierarchies are mounted is not.
-var cgroupFS = sync.OnceValues(func() (machineMounts, error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(cgroupRoot, &st); err != nil {
-		return machineMounts{}, fmt.Errorf("statfs %s: %w", cgroupRoot, err)
-	}
-	infos, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
-	if err != nil {
-		return machineMounts{}, fmt.Errorf("read the mount table: %w", err)
-	}
-	return machineMounts{infos: infos, v2: st.Type == unix.CGROUP2_SUPER_MAGIC}, nil
-})
-
-type machineMounts struct {
-	infos []*mountinfo.Info
-	v2    bool
-}
+var cgroupFS = sync.OnceValues(readMachineMounts)
 
 // moveSelfInPlace writes the shim's pid to the cgroup.procs of its own
 // cgroup (in one hierarchy on v1: the lock is the kernel's, not a

@@ -39,9 +39,6 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	if err := pod.ValidateID(r.ID); err != nil {
 		return nil, err
 	}
-	// runc moves the container's first process into its cgroup late in its
-	// create: the kernel's wait before that move runs from now instead.
-	cgroup.WarmMigrationLock()
 	opts, own, err := decodeAllOptions(r.Options)
 	if err != nil {
 		return nil, err
@@ -54,6 +51,9 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, err
 	}
+	// runc moves the container's first process into its cgroup late in its
+	// create: the kernel's wait before that move runs from now instead.
+	cgroup.WarmMigrationLock()
 
 	var rollback undo.Stack
 	defer func() {

@@ -38,10 +38,6 @@ func (s *Service) addExec(ctx context.Context, r *taskapi.ExecProcessRequest) er
 	if st := c.init.Status(); st != process.Running {
 		return precondition("cannot exec in container %s: it is %s, not running", c.id, st)
 	}
-	// runc exec moves the exec's process into the container's cgroup by
-	// pid: the kernel's wait before that move runs from now, while runc
-	// starts up and the client asks for the exec's start.
-	cgroup.WarmMigrationLock()
 	if r.Spec == nil || len(r.Spec.GetValue()) == 0 {
 		return invalid("exec %s in container %s: no process spec", r.ExecID, c.id)
 	}
@@ -58,6 +54,10 @@ func (s *Service) addExec(ctx context.Context, r *taskapi.ExecProcessRequest) er
 	if c.hasExec(r.ExecID) { // before readying a runtime for nothing
 		return alreadyExists("exec %s in container %s", r.ExecID, c.id)
 	}
+	// runc exec moves the exec's process into the container's cgroup by
+	// pid: the kernel's wait before that move runs from now, while runc
+	// starts up and the client asks for the exec's start.
+	cgroup.WarmMigrationLock()
 	e := process.NewExec(c.init, r.ExecID, &spec, stdio.Config{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal})
 	// Readied before anyone can see it, so Start and Delete find it whole.
 	e.Prepare(ctx)
