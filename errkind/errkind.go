@@ -6,6 +6,7 @@ package errkind
 import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
+	"google.golang.org/grpc/status"
 )
 
 // kindError is an error with an errdefs kind and its own message.
@@ -23,16 +24,28 @@ func With(kind, err error) error { return &kindError{kind: kind, err: err} }
 
 // ToRPC turns err into what a ttrpc handler returns: an error that has a
 // kind keeps it; else classify may give it one (nil: Unknown).
+//
+// The status holds the kind's code and err's message, nothing else.
+// errgrpc.ToGRPC would also attach a detail per error err joins or wraps (a
+// nested status, or an errdefs message, each in an Any), built by cloning
+// protobuf messages: containerd needs only the code for the kind, and a
+// polled pod fails one request a second by design (containerd 2.4 asks each
+// shim for the stats of every task it knows, the sandbox id among them,
+// which is no task: NotFound).
 func ToRPC(err error, classify func(error) error) error {
 	if err == nil {
 		return nil
 	}
+	if _, ok := status.FromError(err); ok {
+		return err // already a status
+	}
+	kind := errdefs.Resolve(err)
 	if !hasKind(err) {
-		if kind := classify(err); kind != nil {
-			err = With(kind, err)
+		if k := classify(err); k != nil {
+			kind = k
 		}
 	}
-	return errgrpc.ToGRPC(err)
+	return status.Error(status.Code(errgrpc.ToGRPC(kind)), err.Error())
 }
 
 func hasKind(err error) bool {

@@ -8,6 +8,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func TestWithKeepsMessageAndKind(t *testing.T) {
@@ -45,6 +47,22 @@ func TestToRPC(t *testing.T) {
 				t.Fatalf("message %q does not carry %q", got, tc.err)
 			}
 		})
+	}
+	// A kind as a wrapped chain, as errdefs and fmt build it, and a kind
+	// given by With, which joins two errors: the status has no details.
+	for _, err := range []error{
+		fmt.Errorf("task t1: %w", errdefs.ErrNotFound),
+		With(errdefs.ErrNotFound, plain),
+		plain,
+	} {
+		st, ok := status.FromError(ToRPC(err, never))
+		if !ok || len(st.Proto().GetDetails()) != 0 {
+			t.Fatalf("status of %v: %v details (want a status, none)", err, st.Proto().GetDetails())
+		}
+	}
+	already := status.Error(codes.NotFound, "gone")
+	if ToRPC(already, invalid) != already {
+		t.Fatal("a status was converted again")
 	}
 	if ToRPC(nil, invalid) != nil {
 		t.Fatal("nil error became non-nil")
