@@ -85,8 +85,8 @@ const whereTimeGoes = `
 - An exec is almost all runc exec and ctr. This shim starts ` + "`runc exec`" + ` when containerd adds the exec,
   with ` + "`--process`" + ` on a pipe: runc starts up (a Go program, loading the container's state) while the
   client makes its next round trips, and waits for the spec, which Start writes into the pipe. Nothing runs
-  in the container before Start. The shim runs its Go code on one P (GOMAXPROCS=1 unless set), so no second
-  thread spins for work while runc needs the CPU.
+  in the container before Start. containerd starts shims with GOMAXPROCS=2, which the shim keeps: at most two
+  threads run its Go code while runc needs the CPU.
 - Output moves from the container's pipe to ctr's fifo with splice(2) inside the kernel: no user-space copy, and
   the copy waits on Go's poller rather than a thread per stream.
 - Memory: a second after its last request the shim drops the pages of its own binary that it is not using from its
