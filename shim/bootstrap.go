@@ -5,8 +5,9 @@ import (
 	"strings"
 
 	bootstrap "github.com/containerd/containerd/api/runtime/bootstrap/v1"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/podv2/containerd-shim-pod-v2/wire"
 )
 
 // startInput is what `start` read on stdin.
@@ -24,7 +25,7 @@ func parseStartInput(data []byte, id, namespace string) startInput {
 		return startInput{}
 	}
 	var params bootstrap.BootstrapParams
-	if err := proto.Unmarshal(data, &params); err == nil && params.InstanceID == id && params.Namespace == namespace {
+	if err := wire.Unmarshal(data, &params); err == nil && params.InstanceID == id && params.Namespace == namespace {
 		in := startInput{params: &params}
 		for _, ext := range params.Extensions {
 			if ext.GetValue() != nil && isRuntimeOptions(ext.GetValue().GetTypeUrl()) {
@@ -35,7 +36,7 @@ func parseStartInput(data []byte, id, namespace string) startInput {
 		return in
 	}
 	var opts anypb.Any
-	if err := proto.Unmarshal(data, &opts); err == nil && isRuntimeOptions(opts.GetTypeUrl()) {
+	if err := wire.Unmarshal(data, &opts); err == nil && isRuntimeOptions(opts.GetTypeUrl()) {
 		return startInput{options: &opts}
 	}
 	return startInput{}
@@ -74,5 +75,5 @@ func bootstrapVersion() int32 {
 
 // bootstrapResult is the answer to containerd 2.3+.
 func bootstrapResult(address string, version int32) ([]byte, error) {
-	return proto.Marshal(&bootstrap.BootstrapResult{Version: version, Address: address, Protocol: "ttrpc"})
+	return wire.Marshal(&bootstrap.BootstrapResult{Version: version, Address: address, Protocol: "ttrpc"})
 }

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"google.golang.org/protobuf/proto"
+	"github.com/podv2/containerd-shim-pod-v2/wire"
 )
 
 // deleteAction cleans up after a dead shim, for one container bundle, and
@@ -28,7 +28,7 @@ func deleteAction(ctx context.Context, h Handlers, cfg *Config, stdout io.Writer
 	if cfg.SocketPath != "" && !cfg.ShimAlive {
 		os.Remove(cfg.SocketPath)
 	}
-	out, err := proto.Marshal(msg)
+	out, err := wire.Marshal(msg)
 	if err != nil {
 		return fmt.Errorf("marshal delete response: %w", err)
 	}

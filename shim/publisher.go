@@ -14,9 +14,12 @@ import (
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/podv2/containerd-shim-pod-v2/fault"
+
+	"github.com/podv2/containerd-shim-pod-v2/wire"
 )
 
 // publisher forwards events to containerd in the order they were published.
@@ -47,7 +50,7 @@ func newPublisher(address, namespace string) *publisher {
 
 // Publish queues an event. It never blocks on containerd.
 func (p *publisher) Publish(topic string, event proto.Message) {
-	value, err := proto.Marshal(event)
+	value, err := wire.Marshal(event)
 	if err != nil {
 		slog.Error("cannot marshal event: dropped", "topic", topic, "error", err)
 		return
@@ -150,7 +153,9 @@ func (p *publisher) forward(env *types.Envelope) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err := eventsapi.NewTTRPCEventsClient(p.client).Forward(ctx, &eventsapi.ForwardRequest{Envelope: env})
+	// Coded by wire, as the events are: no protobuf-go tables for them.
+	err := p.client.Call(ctx, "containerd.services.events.ttrpc.v1.Events", "Forward",
+		wire.Message(&eventsapi.ForwardRequest{Envelope: env}), wire.Message(&emptypb.Empty{}))
 	if err != nil {
 		p.client.Close()
 		p.client = nil

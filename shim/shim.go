@@ -14,6 +14,8 @@ import (
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/podv2/containerd-shim-pod-v2/wire"
 )
 
 // Name is the shim's binary name.
@@ -127,7 +129,7 @@ func info(ctx context.Context, h Handlers, stdin io.Reader, stdout io.Writer) er
 	var opts *anypb.Any
 	if len(data) > 0 {
 		opts = &anypb.Any{}
-		if err := proto.Unmarshal(data, opts); err != nil {
+		if err := wire.Unmarshal(data, opts); err != nil {
 			return fmt.Errorf("decode runtime options on stdin: %w", err)
 		}
 	}
@@ -135,7 +137,7 @@ func info(ctx context.Context, h Handlers, stdin io.Reader, stdout io.Writer) er
 	if err != nil {
 		return err
 	}
-	out, err := proto.Marshal(msg)
+	out, err := wire.Marshal(msg)
 	if err != nil {
 		return fmt.Errorf("marshal runtime info: %w", err)
 	}

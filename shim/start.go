@@ -19,10 +19,11 @@ import (
 	"github.com/containerd/ttrpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/podv2/containerd-shim-pod-v2/wire"
 )
 
 // socketEnv tells the serving shim which socket file it owns.
@@ -192,7 +193,7 @@ func serveEnv(env []string) []string {
 func placeShim(pid int, opts *anypb.Any) error {
 	if opts != nil && typeName(opts.GetTypeUrl()) == "containerd.runc.v1.Options" {
 		var o options.Options
-		if err := proto.Unmarshal(opts.GetValue(), &o); err != nil {
+		if err := wire.Unmarshal(opts.GetValue(), &o); err != nil {
 			return fmt.Errorf("decode runtime options: %w", err)
 		}
 		if o.ShimCgroup != "" {

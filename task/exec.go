@@ -17,6 +17,8 @@ import (
 	"github.com/podv2/containerd-shim-pod-v2/pod"
 	"github.com/podv2/containerd-shim-pod-v2/process"
 	"github.com/podv2/containerd-shim-pod-v2/stdio"
+
+	"github.com/podv2/containerd-shim-pod-v2/wire"
 )
 
 // Exec adds an exec process to a running container; Start runs it.
@@ -138,7 +140,7 @@ func (s *Service) Pids(ctx context.Context, r *taskapi.PidsRequest) (*taskapi.Pi
 
 // processDetails tells containerd which exec a pid belongs to.
 func processDetails(execID string) *anypb.Any {
-	value, err := proto.Marshal(&options.ProcessDetails{ExecID: execID})
+	value, err := wire.Marshal(&options.ProcessDetails{ExecID: execID})
 	if err != nil {
 		return nil
 	}

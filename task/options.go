@@ -13,10 +13,11 @@ import (
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/pelletier/go-toml/v2"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/podv2/containerd-shim-pod-v2/mounts"
+
+	"github.com/podv2/containerd-shim-pod-v2/wire"
 )
 
 // defaultRuntimeRoot is the runtime's state root, as the reference shim uses it.
@@ -54,7 +55,7 @@ func decodeAllOptions(a *anypb.Any) (*options.Options, shimOptions, error) {
 	case "":
 		return o, own, applySettings(o, &own)
 	case "containerd.runc.v1.Options":
-		if err := proto.Unmarshal(a.GetValue(), o); err != nil {
+		if err := wire.Unmarshal(a.GetValue(), o); err != nil {
 			return nil, own, invalid("decode runtime options %s: %v", name, err)
 		}
 		return o, own, applySettings(o, &own)
@@ -69,7 +70,7 @@ func decodeAllOptions(a *anypb.Any) (*options.Options, shimOptions, error) {
 		// A handler's table is the whole of the settings: it wins over the
 		// shim's settings file.
 		var ro runtimeoptions.Options
-		if err := proto.Unmarshal(a.GetValue(), &ro); err != nil {
+		if err := wire.Unmarshal(a.GetValue(), &ro); err != nil {
 			return nil, own, invalid("decode runtime options %s: %v", name, err)
 		}
 		if err := readConfig(&ro, o, &own); err != nil {

@@ -8,10 +8,11 @@ import (
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/containerd/api/types/runc/options"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/podv2/containerd-shim-pod-v2/process"
+
+	"github.com/podv2/containerd-shim-pod-v2/wire"
 )
 
 // Update applies new resource limits (a JSON LinuxResources) to a container.
@@ -50,7 +51,7 @@ func (s *Service) Checkpoint(ctx context.Context, r *taskapi.CheckpointTaskReque
 		if name := typeName(r.Options.GetTypeUrl()); name != "containerd.runc.v1.CheckpointOptions" {
 			return nil, toRPC(invalid("unsupported checkpoint options type %q", r.Options.GetTypeUrl()))
 		}
-		if err := proto.Unmarshal(r.Options.GetValue(), &o); err != nil {
+		if err := wire.Unmarshal(r.Options.GetValue(), &o); err != nil {
 			return nil, toRPC(invalid("decode checkpoint options: %v", err))
 		}
 	}
