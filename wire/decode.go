@@ -20,6 +20,22 @@ var errDepth = errors.New("exceeded maximum recursion depth")
 // into a message, appends to a repeated field or sets a map entry; a field
 // of another number, or of a wire type the field does not take, is skipped.
 func decodeMessage(b []byte, tb *table, v reflect.Value, depth int) error {
+	return eachField(b, depth, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
+		f := tb.field(num)
+		if f == nil {
+			return -1, nil
+		}
+		n, err := decodeField(b, f, typ, v.Field(f.index), depth)
+		if err != nil {
+			return 0, fmt.Errorf("field %d of %s: %w", num, tb.typ.Name(), err)
+		}
+		return n, nil
+	})
+}
+
+// eachField calls decode for each field in b with the bytes after its tag;
+// decode returns how many it took, or -1 to have the field skipped.
+func eachField(b []byte, depth int, decode func(protowire.Number, protowire.Type, []byte) (int, error)) error {
 	if depth > maxDepth {
 		return errDepth
 	}
@@ -29,18 +45,12 @@ func decodeMessage(b []byte, tb *table, v reflect.Value, depth int) error {
 			return protowire.ParseError(n)
 		}
 		b = b[n:]
-		f := tb.field(num)
-		n = -1
-		if f != nil {
-			var err error
-			n, err = decodeField(b, f, typ, v.Field(f.index), depth)
-			if err != nil {
-				return fmt.Errorf("field %d of %s: %w", num, tb.typ.Name(), err)
-			}
+		n, err := decode(num, typ, b)
+		if err != nil {
+			return err
 		}
-		if n < 0 { // unknown here: skipped
-			n = protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
+		if n < 0 {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return protowire.ParseError(n)
 			}
 		}
@@ -120,34 +130,15 @@ func decodeField(b []byte, f *field, typ protowire.Type, fv reflect.Value, depth
 // decodeEntry decodes a map entry: its key (field 1) and value (field 2);
 // either may be missing (zero).
 func decodeEntry(b []byte, f *field, key, val reflect.Value, depth int) error {
-	if depth > maxDepth {
-		return errDepth
-	}
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		b = b[n:]
-		n = -1
-		var err error
+	return eachField(b, depth, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch num {
 		case 1:
-			n, err = decodeValue(b, f.mapKey, typ, key, depth)
+			return decodeValue(b, f.mapKey, typ, key, depth)
 		case 2:
-			n, err = decodeValue(b, f.mapVal, typ, val, depth)
+			return decodeValue(b, f.mapVal, typ, val, depth)
 		}
-		if err != nil {
-			return err
-		}
-		if n < 0 {
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return protowire.ParseError(n)
-			}
-		}
-		b = b[n:]
-	}
-	return nil
+		return -1, nil
+	})
 }
 
 // decodeValue decodes one value of f into v.
