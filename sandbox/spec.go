@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/podv2/containerd-shim-pod-v2/cgroup"
+	"github.com/podv2/containerd-shim-pod-v2/pod"
 )
 
 // specTypeURL is how containerd names an OCI spec in an Any.
@@ -91,13 +92,20 @@ func (sb *sandbox) specLocked() (*anypb.Any, error) {
 
 // prepareForContainers builds, once and from a goroutine, what the pod's
 // first container's create would otherwise build on its critical path:
-// encoding/json's coders of the OCI spec (the create reads the bundle's
-// spec and writes it back). Called once the sandbox has started: the shim
+// encoding/json's coders of the parts of the OCI spec a create reads and
+// writes back (pod.SpecDoc). Called once the sandbox has started: the shim
 // is idle until containerd creates that container, a few ms later.
 func prepareForContainers() {
 	go prepareOnce()
 }
 
+// everyPartOfASpecDoc has a member of each type pod.SpecDoc decodes.
+const everyPartOfASpecDoc = `{"ociVersion":"","hostname":"","root":{},"mounts":[{"uidMappings":[{}]}],` +
+	`"hooks":{"prestart":[{}]},"annotations":{"a":""},"process":{"args":[""],"user":{}},` +
+	`"linux":{"namespaces":[{}],"uidMappings":[{}],"sysctl":{"a":""},"cgroupsPath":""}}`
+
 var prepareOnce = sync.OnceFunc(func() {
-	_, _ = json.Marshal(&specs.Spec{})
+	if doc, err := pod.ParseSpec([]byte(everyPartOfASpecDoc)); err == nil {
+		_, _ = doc.Marshal()
+	}
 })

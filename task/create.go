@@ -2,7 +2,6 @@ package task
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -47,10 +46,11 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	if err != nil || r.Bundle == "" {
 		return nil, invalid("bundle path %q of container %s is not valid", r.Bundle, r.ID)
 	}
-	specData, spec, err := readSpec(bundle)
+	specData, doc, err := readSpec(bundle)
 	if err != nil {
 		return nil, err
 	}
+	spec := doc.Spec
 	// runc moves the container's first process into its cgroup late in its
 	// create: the kernel's wait before that move runs from now instead.
 	cgroup.WarmMigrationLock()
@@ -91,7 +91,7 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	if err := s.prepareMounts(ctx, r.ID, bundle, spec, opts.BinaryName, own, p); err != nil {
 		return nil, err
 	}
-	if err := writeSpec(bundle, spec); err != nil {
+	if err := writeSpec(bundle, doc); err != nil {
 		return nil, fmt.Errorf("spec of container %s: %w", r.ID, err)
 	}
 	rollback.Push(func() error { return restoreSpec(bundle, specData) })
@@ -189,24 +189,25 @@ func (s *Service) unreserve(id string, c *container) {
 }
 
 // readSpec reads the bundle's OCI spec, and returns its bytes too.
-func readSpec(bundle string) ([]byte, *specs.Spec, error) {
+func readSpec(bundle string) ([]byte, *pod.SpecDoc, error) {
 	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
 	if err != nil {
 		return nil, nil, invalid("read OCI spec of bundle %s: %v", bundle, err)
 	}
-	var spec specs.Spec
-	if err := json.Unmarshal(data, &spec); err != nil {
+	doc, err := pod.ParseSpec(data)
+	if err != nil {
 		return nil, nil, invalid("malformed OCI spec %s: %v", filepath.Join(bundle, "config.json"), err)
 	}
-	if spec.Process == nil {
+	if doc.Spec.Process == nil {
 		return nil, nil, invalid("OCI spec %s has no process", filepath.Join(bundle, "config.json"))
 	}
-	return data, &spec, nil
+	return data, doc, nil
 }
 
-// writeSpec replaces the bundle's spec, atomically.
-func writeSpec(bundle string, spec *specs.Spec) error {
-	data, err := json.Marshal(spec)
+// writeSpec replaces the bundle's spec, atomically, with the rewritten
+// members of doc.Spec (pod.SpecDoc says which).
+func writeSpec(bundle string, doc *pod.SpecDoc) error {
+	data, err := doc.Marshal()
 	if err != nil {
 		return fmt.Errorf("marshal rewritten spec: %w", err)
 	}
