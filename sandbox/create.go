@@ -13,9 +13,9 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	api "github.com/podv2/containerd-shim-pod-v2/api/sandbox/v1"
 	"github.com/podv2/containerd-shim-pod-v2/fault"
 	"github.com/podv2/containerd-shim-pod-v2/pod"
-	"github.com/podv2/containerd-shim-pod-v2/sandbox/api"
 	"github.com/podv2/containerd-shim-pod-v2/undo"
 )
 

@@ -8,12 +8,12 @@ import (
 	"io/fs"
 	"runtime"
 
-	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
-	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/timestamppb"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/anypb"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/timestamppb"
+	"github.com/podv2/containerd-shim-pod-v2/api/types"
 
-	"github.com/podv2/containerd-shim-pod-v2/sandbox/api"
+	api "github.com/podv2/containerd-shim-pod-v2/api/sandbox/v1"
 )
 
 // The states containerd's CRI compares SandboxStatus's state with.

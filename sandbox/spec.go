@@ -7,7 +7,7 @@ import (
 	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"google.golang.org/protobuf/types/known/anypb"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/anypb"
 
 	"github.com/podv2/containerd-shim-pod-v2/cgroup"
 	"github.com/podv2/containerd-shim-pod-v2/pod"

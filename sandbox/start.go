@@ -8,15 +8,15 @@ import (
 	"os"
 	"strconv"
 
+	"github.com/podv2/containerd-shim-pod-v2/api/known/timestamppb"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
+	api "github.com/podv2/containerd-shim-pod-v2/api/sandbox/v1"
 	"github.com/podv2/containerd-shim-pod-v2/cgroup"
 	"github.com/podv2/containerd-shim-pod-v2/fault"
 	"github.com/podv2/containerd-shim-pod-v2/pod"
 	"github.com/podv2/containerd-shim-pod-v2/pod/podproc"
 	"github.com/podv2/containerd-shim-pod-v2/process"
-	"github.com/podv2/containerd-shim-pod-v2/sandbox/api"
 	"github.com/podv2/containerd-shim-pod-v2/undo"
 )
 

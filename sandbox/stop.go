@@ -9,8 +9,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	api "github.com/podv2/containerd-shim-pod-v2/api/sandbox/v1"
 	"github.com/podv2/containerd-shim-pod-v2/pod"
-	"github.com/podv2/containerd-shim-pod-v2/sandbox/api"
 )
 
 // killWait bounds how long the pod's process may take to be reaped once

@@ -4,8 +4,8 @@ import (
 	"os"
 	"strings"
 
-	bootstrap "github.com/containerd/containerd/api/runtime/bootstrap/v1"
-	"google.golang.org/protobuf/types/known/anypb"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/anypb"
+	bootstrap "github.com/podv2/containerd-shim-pod-v2/api/runtime/bootstrap/v1"
 
 	"github.com/podv2/containerd-shim-pod-v2/wire"
 )

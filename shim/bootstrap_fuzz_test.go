@@ -3,20 +3,21 @@ package shim
 import (
 	"testing"
 
-	bootstrap "github.com/containerd/containerd/api/runtime/bootstrap/v1"
-	"github.com/containerd/containerd/api/types/runc/options"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/anypb"
+	bootstrap "github.com/podv2/containerd-shim-pod-v2/api/runtime/bootstrap/v1"
+	"github.com/podv2/containerd-shim-pod-v2/api/types/runc/options"
+
+	"github.com/podv2/containerd-shim-pod-v2/wire"
 )
 
 // parseStartInput on any stdin: no panic; BootstrapParams are recognised
 // only when they name the instance and namespace of the flags; options found
 // are runtime options.
 func FuzzParseStartInput(f *testing.F) {
-	opts, _ := anypb.New(&options.Options{BinaryName: "crun"})
+	opts, _ := newAny(&options.Options{BinaryName: "crun"})
 	legacy := &anypb.Any{TypeUrl: "containerd.runc.v1.Options", Value: opts.Value}
 	params := &bootstrap.BootstrapParams{InstanceID: "c1", Namespace: "k8s.io", ContainerdTtrpcAddress: "/run/c.sock.ttrpc"}
-	_ = params.AddExtension(legacy)
+	params.Extensions = append(params.Extensions, &bootstrap.Extension{Value: legacy})
 	for _, data := range [][]byte{nil, mustMarshalF(legacy), mustMarshalF(params), []byte("\xff\xff\xff"),
 		mustMarshalF(&bootstrap.BootstrapParams{InstanceID: "c2", Namespace: "k8s.io"})} {
 		f.Add(data, "c1", "k8s.io")
@@ -33,7 +34,7 @@ func FuzzParseStartInput(f *testing.F) {
 		}
 		// The same params, marshalled, are recognised.
 		mine := &bootstrap.BootstrapParams{InstanceID: id, Namespace: namespace, ContainerdGrpcAddress: string(data)}
-		b, err := proto.Marshal(mine)
+		b, err := wire.Marshal(mine)
 		if err != nil {
 			return // not valid UTF-8: containerd cannot send it either
 		}
@@ -43,8 +44,8 @@ func FuzzParseStartInput(f *testing.F) {
 	})
 }
 
-func mustMarshalF(m proto.Message) []byte {
-	b, err := proto.Marshal(m)
+func mustMarshalF(m any) []byte {
+	b, err := wire.Marshal(m)
 	if err != nil {
 		panic(err)
 	}

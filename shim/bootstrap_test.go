@@ -3,15 +3,16 @@ package shim
 import (
 	"testing"
 
-	bootstrap "github.com/containerd/containerd/api/runtime/bootstrap/v1"
-	"github.com/containerd/containerd/api/types/runc/options"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/anypb"
+	bootstrap "github.com/podv2/containerd-shim-pod-v2/api/runtime/bootstrap/v1"
+	"github.com/podv2/containerd-shim-pod-v2/api/types/runc/options"
+
+	"github.com/podv2/containerd-shim-pod-v2/wire"
 )
 
-func mustMarshal(t *testing.T, m proto.Message) []byte {
+func mustMarshal(t *testing.T, m any) []byte {
 	t.Helper()
-	b, err := proto.Marshal(m)
+	b, err := wire.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -19,15 +20,13 @@ func mustMarshal(t *testing.T, m proto.Message) []byte {
 }
 
 func TestParseStartInput(t *testing.T) {
-	opts, err := anypb.New(&options.Options{BinaryName: "crun", ShimCgroup: "/pods"})
+	opts, err := newAny(&options.Options{BinaryName: "crun", ShimCgroup: "/pods"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	legacyOpts := &anypb.Any{TypeUrl: "containerd.runc.v1.Options", Value: opts.Value}
 	params := &bootstrap.BootstrapParams{InstanceID: "c1", Namespace: "k8s.io", ContainerdTtrpcAddress: "/run/c.sock.ttrpc"}
-	if err := params.AddExtension(legacyOpts); err != nil {
-		t.Fatal(err)
-	}
+	params.Extensions = append(params.Extensions, &bootstrap.Extension{Value: legacyOpts})
 	other := &bootstrap.BootstrapParams{InstanceID: "c2", Namespace: "k8s.io"}
 
 	for _, tc := range []struct {
@@ -50,7 +49,7 @@ func TestParseStartInput(t *testing.T) {
 			got := ""
 			if in.options != nil {
 				var o options.Options
-				if err := proto.Unmarshal(in.options.Value, &o); err != nil {
+				if err := wire.Unmarshal(in.options.Value, &o); err != nil {
 					t.Fatal(err)
 				}
 				got = o.BinaryName
@@ -69,7 +68,7 @@ func TestBootstrapResultRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		var r bootstrap.BootstrapResult
-		if err := proto.Unmarshal(data, &r); err != nil {
+		if err := wire.Unmarshal(data, &r); err != nil {
 			t.Fatal(err)
 		}
 		if r.Version != version || r.Address != "unix:///run/containerd/s/abc" || r.Protocol != "ttrpc" {
@@ -100,4 +99,13 @@ func TestTypeName(t *testing.T) {
 			t.Errorf("typeName(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// newAny packs m in an Any as protobuf-go's anypb.New does.
+func newAny(m interface{ ProtoName() string }) (*anypb.Any, error) {
+	value, err := wire.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return &anypb.Any{TypeUrl: "type.googleapis.com/" + m.ProtoName(), Value: value}, nil
 }

@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/containerd/ttrpc"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/emptypb"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/wrapperspb"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/types/known/emptypb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/podv2/containerd-shim-pod-v2/wire"
 )
 
 // reservationTTL bounds how long a start's reservation keeps a shim alive
@@ -228,16 +230,13 @@ const lifecycleService = "containerd.shim.pod.v2.Lifecycle"
 
 func (l *lifecycle) register(srv *ttrpc.Server) {
 	srv.RegisterService(lifecycleService, &ttrpc.ServiceDesc{Methods: map[string]ttrpc.Method{
-		"Reserve": func(ctx context.Context, unmarshal func(any) error) (any, error) {
-			var req wrapperspb.StringValue // the task id
-			if err := unmarshal(&req); err != nil {
-				return nil, err
-			}
+		// The request holds the task id.
+		"Reserve": wire.Method(func(ctx context.Context, req *wrapperspb.StringValue) (*emptypb.Empty, error) {
 			if !l.reserve(req.GetValue()) {
 				return nil, errExiting
 			}
 			return &emptypb.Empty{}, nil
-		},
+		}),
 	}})
 }
 

@@ -14,9 +14,8 @@ import (
 	"testing"
 
 	"github.com/containerd/ttrpc"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/emptypb"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/emptypb"
 )
 
 // busyShimSocket is the socket of a live pod shim that cannot take one more
@@ -81,7 +80,7 @@ func TestDeleteKeepsABusyShim(t *testing.T) {
 		t.Fatal(err)
 	}
 	var alive bool
-	h := Handlers{Delete: func(ctx context.Context, cfg *Config) (proto.Message, error) {
+	h := Handlers{Delete: func(ctx context.Context, cfg *Config) (any, error) {
 		alive = cfg.ShimAlive
 		return &emptypb.Empty{}, nil
 	}}

@@ -9,13 +9,12 @@ import (
 	"sync"
 	"time"
 
-	eventsapi "github.com/containerd/containerd/api/services/ttrpc/events/v1"
-	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/ttrpc"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/emptypb"
-	"google.golang.org/protobuf/types/known/timestamppb"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/anypb"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/emptypb"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/timestamppb"
+	eventsapi "github.com/podv2/containerd-shim-pod-v2/api/services/ttrpc/events/v1"
+	"github.com/podv2/containerd-shim-pod-v2/api/types"
 
 	"github.com/podv2/containerd-shim-pod-v2/fault"
 
@@ -49,7 +48,7 @@ func newPublisher(address, namespace string) *publisher {
 }
 
 // Publish queues an event. It never blocks on containerd.
-func (p *publisher) Publish(topic string, event proto.Message) {
+func (p *publisher) Publish(topic string, event interface{ ProtoName() string }) {
 	value, err := wire.Marshal(event)
 	if err != nil {
 		slog.Error("cannot marshal event: dropped", "topic", topic, "error", err)
@@ -59,7 +58,7 @@ func (p *publisher) Publish(topic string, event proto.Message) {
 		Timestamp: timestamppb.Now(),
 		Namespace: p.namespace,
 		Topic:     topic,
-		Event:     &anypb.Any{TypeUrl: string(proto.MessageName(event)), Value: value},
+		Event:     &anypb.Any{TypeUrl: event.ProtoName(), Value: value},
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -174,6 +173,6 @@ func (p *publisher) dropAll() {
 	p.queue = nil
 }
 
-func describe(m proto.Message) string {
-	return fmt.Sprintf("%s", m)
+func describe(m interface{ ProtoName() string }) string {
+	return fmt.Sprintf("%s %+v", m.ProtoName(), m)
 }

@@ -9,11 +9,12 @@ import (
 	"testing"
 	"time"
 
-	eventstypes "github.com/containerd/containerd/api/events"
-	eventsapi "github.com/containerd/containerd/api/services/ttrpc/events/v1"
 	"github.com/containerd/ttrpc"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/emptypb"
+	eventstypes "github.com/podv2/containerd-shim-pod-v2/api/events"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/emptypb"
+	eventsapi "github.com/podv2/containerd-shim-pod-v2/api/services/ttrpc/events/v1"
+
+	"github.com/podv2/containerd-shim-pod-v2/wire"
 )
 
 // eventSink is a containerd events service that refuses the first failures calls.
@@ -32,7 +33,7 @@ func (s *eventSink) Forward(ctx context.Context, r *eventsapi.ForwardRequest) (*
 		return nil, errors.New("containerd is busy")
 	}
 	var exit eventstypes.TaskExit
-	if err := proto.Unmarshal(r.Envelope.Event.Value, &exit); err != nil {
+	if err := wire.Unmarshal(r.Envelope.Event.Value, &exit); err != nil {
 		return nil, err
 	}
 	if r.Envelope.Event.TypeUrl != "containerd.events.TaskExit" || r.Envelope.Namespace != "ns" {
@@ -49,7 +50,9 @@ func startSink(t *testing.T, path string, sink *eventSink) func() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventsapi.RegisterTTRPCEventsService(srv, sink)
+	srv.RegisterService("containerd.services.events.ttrpc.v1.Events", &ttrpc.ServiceDesc{Methods: map[string]ttrpc.Method{
+		"Forward": wire.Method(sink.Forward),
+	}})
 	l, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)

@@ -12,8 +12,7 @@ import (
 	"runtime/debug"
 
 	"github.com/containerd/ttrpc"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/anypb"
 
 	"github.com/podv2/containerd-shim-pod-v2/wire"
 )
@@ -32,7 +31,7 @@ var (
 
 // Publisher sends events to containerd.
 type Publisher interface {
-	Publish(topic string, event proto.Message)
+	Publish(topic string, event interface{ ProtoName() string })
 }
 
 // Handlers are what the shim is handed by its caller.
@@ -47,9 +46,9 @@ type Handlers struct {
 	Register func(ctx context.Context, cfg *Config, pub Publisher, srv *ttrpc.Server, exit func(taskID string)) (busy func() bool, err error)
 	// Delete cleans up after a dead shim for the bundle in cfg and returns the
 	// DeleteResponse to print.
-	Delete func(ctx context.Context, cfg *Config) (proto.Message, error)
+	Delete func(ctx context.Context, cfg *Config) (any, error)
 	// Info returns the RuntimeInfo for -info, for the runtime options given.
-	Info func(ctx context.Context, opts *anypb.Any) (proto.Message, error)
+	Info func(ctx context.Context, opts *anypb.Any) (any, error)
 }
 
 // Run parses the command line and runs the action asked for. It exits the process.

@@ -15,13 +15,13 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/ttrpc"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/anypb"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/emptypb"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/wrapperspb"
+	"github.com/podv2/containerd-shim-pod-v2/api/types/runc/options"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/emptypb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/podv2/containerd-shim-pod-v2/wire"
 )
@@ -321,7 +321,7 @@ func reserve(sock, taskID string) (shimState, error) {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err = c.Call(ctx, lifecycleService, "Reserve", wrapperspb.String(taskID), &emptypb.Empty{})
+	err = c.Call(ctx, lifecycleService, "Reserve", wire.Message(&wrapperspb.StringValue{Value: taskID}), wire.Message(&emptypb.Empty{}))
 	if err == nil || status.Code(err) == codes.Unimplemented {
 		return shimUp, nil // Unimplemented: a shim of an earlier version, alive as before
 	}

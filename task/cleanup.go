@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 	"time"
 
-	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
-	"google.golang.org/protobuf/types/known/timestamppb"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/timestamppb"
+	taskapi "github.com/podv2/containerd-shim-pod-v2/api/runtime/task/v2"
 
 	"github.com/podv2/containerd-shim-pod-v2/fault"
 	"github.com/podv2/containerd-shim-pod-v2/pod"

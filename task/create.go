@@ -7,9 +7,9 @@ import (
 	"os"
 	"path/filepath"
 
-	eventstypes "github.com/containerd/containerd/api/events"
-	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	eventstypes "github.com/podv2/containerd-shim-pod-v2/api/events"
+	taskapi "github.com/podv2/containerd-shim-pod-v2/api/runtime/task/v2"
 
 	"github.com/podv2/containerd-shim-pod-v2/cgroup"
 	"github.com/podv2/containerd-shim-pod-v2/fault"

@@ -3,12 +3,13 @@ package task
 import (
 	"testing"
 
-	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/anypb"
+	"github.com/podv2/containerd-shim-pod-v2/api/types/runc/options"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/podv2/containerd-shim-pod-v2/wire"
 )
 
 func TestIOOwner(t *testing.T) {
@@ -40,7 +41,7 @@ func TestOwnPidNamespace(t *testing.T) {
 }
 
 func TestDecodeOptions(t *testing.T) {
-	value, err := proto.Marshal(&options.Options{BinaryName: "/usr/local/bin/runc", Root: "/tmp/r", SystemdCgroup: true})
+	value, err := wire.Marshal(&options.Options{BinaryName: "/usr/local/bin/runc", Root: "/tmp/r", SystemdCgroup: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,14 +4,13 @@ import (
 	"context"
 	"encoding/json"
 
-	eventstypes "github.com/containerd/containerd/api/events"
-	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
-	"github.com/containerd/containerd/api/types/runc/options"
-	tasktypes "github.com/containerd/containerd/api/types/task"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/emptypb"
+	eventstypes "github.com/podv2/containerd-shim-pod-v2/api/events"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/anypb"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/emptypb"
+	taskapi "github.com/podv2/containerd-shim-pod-v2/api/runtime/task/v2"
+	"github.com/podv2/containerd-shim-pod-v2/api/types/runc/options"
+	tasktypes "github.com/podv2/containerd-shim-pod-v2/api/types/task"
 
 	"github.com/podv2/containerd-shim-pod-v2/cgroup"
 	"github.com/podv2/containerd-shim-pod-v2/pod"
@@ -144,5 +143,5 @@ func processDetails(execID string) *anypb.Any {
 	if err != nil {
 		return nil
 	}
-	return &anypb.Any{TypeUrl: string(proto.MessageName(&options.ProcessDetails{})), Value: value}
+	return &anypb.Any{TypeUrl: (&options.ProcessDetails{}).ProtoName(), Value: value}
 }

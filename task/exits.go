@@ -6,9 +6,9 @@ import (
 	"sync"
 	"time"
 
-	eventstypes "github.com/containerd/containerd/api/events"
+	eventstypes "github.com/podv2/containerd-shim-pod-v2/api/events"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/timestamppb"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/podv2/containerd-shim-pod-v2/process"
 )

@@ -9,12 +9,11 @@ import (
 	"testing"
 	"time"
 
-	eventstypes "github.com/containerd/containerd/api/events"
-	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
+	eventstypes "github.com/podv2/containerd-shim-pod-v2/api/events"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/anypb"
+	taskapi "github.com/podv2/containerd-shim-pod-v2/api/runtime/task/v2"
 )
 
 // A Start waiting for a Delete of the same created container must not hold
@@ -138,7 +137,7 @@ func TestExitPublishedBeforeWaitersWake(t *testing.T) {
 		t.Fatal(err)
 	}
 	exits := make(chan string, 2)
-	rec.onPublish = func(topic string, msg proto.Message) {
+	rec.onPublish = func(topic string, msg interface{ ProtoName() string }) {
 		exit, ok := msg.(*eventstypes.TaskExit)
 		if !ok {
 			return
@@ -242,7 +241,7 @@ func TestExecAddedPublishedBeforeTheContainerCloses(t *testing.T) {
 		t.Fatal(err)
 	}
 	seen := false
-	rec.onPublish = func(topic string, msg proto.Message) {
+	rec.onPublish = func(topic string, msg interface{ ProtoName() string }) {
 		if topic != TopicExecAdded {
 			return
 		}

@@ -17,7 +17,6 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/podv2/containerd-shim-pod-v2/process"
 )
@@ -673,13 +672,13 @@ func (p *fakePending) Abort() { p.leave(pendingAbortedState) }
 // event is one event the service published.
 type event struct {
 	topic string
-	msg   proto.Message
+	msg   interface{ ProtoName() string }
 }
 
 // recorder is the publisher: it keeps every event in order.
 type recorder struct {
 	// onPublish, if set, sees each event before it is recorded.
-	onPublish func(topic string, msg proto.Message)
+	onPublish func(topic string, msg interface{ ProtoName() string })
 
 	// mu guards events; cond signals a new one.
 	mu     sync.Mutex
@@ -693,7 +692,7 @@ func newRecorder() *recorder {
 	return r
 }
 
-func (r *recorder) Publish(topic string, msg proto.Message) {
+func (r *recorder) Publish(topic string, msg interface{ ProtoName() string }) {
 	if r.onPublish != nil {
 		r.onPublish(topic, msg)
 	}

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/containerd/containerd/api/types"
-	"google.golang.org/protobuf/types/known/anypb"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/anypb"
+	"github.com/podv2/containerd-shim-pod-v2/api/types"
 
 	"github.com/podv2/containerd-shim-pod-v2/process"
 )

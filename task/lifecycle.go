@@ -7,12 +7,12 @@ import (
 	"os"
 	"time"
 
-	eventstypes "github.com/containerd/containerd/api/events"
-	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
-	tasktypes "github.com/containerd/containerd/api/types/task"
+	eventstypes "github.com/podv2/containerd-shim-pod-v2/api/events"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/emptypb"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/timestamppb"
+	taskapi "github.com/podv2/containerd-shim-pod-v2/api/runtime/task/v2"
+	tasktypes "github.com/podv2/containerd-shim-pod-v2/api/types/task"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/types/known/emptypb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/podv2/containerd-shim-pod-v2/process"
 )

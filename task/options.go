@@ -9,11 +9,11 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/containerd/containerd/api/types/runc/options"
-	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/pelletier/go-toml/v2"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/anypb"
+	"github.com/podv2/containerd-shim-pod-v2/api/types/runc/options"
+	runtimeoptions "github.com/podv2/containerd-shim-pod-v2/api/types/runtimeoptions/v1"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/podv2/containerd-shim-pod-v2/mounts"
 

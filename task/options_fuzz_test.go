@@ -1,17 +1,19 @@
 package task
 
 import (
+	"reflect"
 	"testing"
 
-	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/errdefs"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/anypb"
+	"github.com/podv2/containerd-shim-pod-v2/api/types/runc/options"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/podv2/containerd-shim-pod-v2/wire"
 )
 
 func fuzzOptionsSeeds(f *testing.F) {
-	runc, _ := proto.Marshal(&options.Options{BinaryName: "/usr/local/bin/runc", Root: "/tmp/r", SystemdCgroup: true, IoUid: 7})
+	runc, _ := wire.Marshal(&options.Options{BinaryName: "/usr/local/bin/runc", Root: "/tmp/r", SystemdCgroup: true, IoUid: 7})
 	var legacy []byte
 	legacy = protowire.AppendTag(legacy, 1, protowire.VarintType)
 	legacy = protowire.AppendVarint(legacy, 1)
@@ -80,7 +82,7 @@ func FuzzDecodeLegacyCreateOptions(f *testing.F) {
 		}
 		want := options.Options{NoPivotRoot: noPivot, NoNewKeyring: noKeyring, ShimCgroup: cgroup, IoUid: uid, IoGid: gid,
 			CriuWorkPath: work, CriuImagePath: image}
-		if !proto.Equal(&got, &want) {
+		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("%x: decoded %v, want %v", b, &got, &want)
 		}
 	})

@@ -6,19 +6,20 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/containerd/containerd/api/types/runc/options"
-	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/errdefs"
 	"github.com/pelletier/go-toml/v2"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/anypb"
+	"github.com/podv2/containerd-shim-pod-v2/api/types/runc/options"
+	runtimeoptions "github.com/podv2/containerd-shim-pod-v2/api/types/runtimeoptions/v1"
 
 	"github.com/podv2/containerd-shim-pod-v2/mounts"
+
+	"github.com/podv2/containerd-shim-pod-v2/wire"
 )
 
 func runtimeOptionsAny(t *testing.T, ro *runtimeoptions.Options) *anypb.Any {
 	t.Helper()
-	v, err := proto.Marshal(ro)
+	v, err := wire.Marshal(ro)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +96,7 @@ func TestRuntimeOptionsConfigErrors(t *testing.T) {
 
 // runc's options carry no policy: the default, IfPossible.
 func TestRuncOptionsPolicy(t *testing.T) {
-	v, err := proto.Marshal(&options.Options{BinaryName: "/x/runc"})
+	v, err := wire.Marshal(&options.Options{BinaryName: "/x/runc"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package task
 
 import (
-	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/ttrpc"
 
 	"github.com/podv2/containerd-shim-pod-v2/wire"
@@ -12,7 +11,7 @@ import (
 // the v3 package, and the gRPC code generated into it, out of the binary.
 var serviceNames = []string{"containerd.task.v2.Task", "containerd.task.v3.Task"}
 
-func registerTaskService(srv *ttrpc.Server, svc taskapi.TTRPCTaskService) {
+func registerTaskService(srv *ttrpc.Server, svc *Service) {
 	desc := &ttrpc.ServiceDesc{Methods: map[string]ttrpc.Method{
 		"State":      wire.Method(svc.State),
 		"Create":     wire.Method(svc.Create),

@@ -9,7 +9,7 @@ import (
 	"runtime"
 	"strings"
 
-	"github.com/containerd/containerd/api/types"
+	"github.com/podv2/containerd-shim-pod-v2/api/types"
 	"golang.org/x/sys/unix"
 
 	"github.com/podv2/containerd-shim-pod-v2/fault"

@@ -10,8 +10,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/containerd/containerd/api/types"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/podv2/containerd-shim-pod-v2/api/types"
 	"golang.org/x/sys/unix"
 )
 

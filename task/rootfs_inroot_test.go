@@ -6,8 +6,8 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/containerd/containerd/api/types"
 	"github.com/moby/sys/mountinfo"
+	"github.com/podv2/containerd-shim-pod-v2/api/types"
 	"golang.org/x/sys/unix"
 )
 

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/containerd/containerd/api/types"
+	"github.com/podv2/containerd-shim-pod-v2/api/types"
 	"golang.org/x/sys/unix"
 )
 

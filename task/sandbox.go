@@ -7,8 +7,8 @@ import (
 	"log/slog"
 	"time"
 
-	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
-	tasktypes "github.com/containerd/containerd/api/types/task"
+	taskapi "github.com/podv2/containerd-shim-pod-v2/api/runtime/task/v2"
+	tasktypes "github.com/podv2/containerd-shim-pod-v2/api/types/task"
 	"golang.org/x/sys/unix"
 
 	"github.com/podv2/containerd-shim-pod-v2/pod"

@@ -12,7 +12,6 @@ import (
 	"sync"
 
 	"github.com/containerd/ttrpc"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/podv2/containerd-shim-pod-v2/pod"
 	"github.com/podv2/containerd-shim-pod-v2/process"
@@ -69,7 +68,7 @@ func podDir(cfg Config) (string, error) {
 
 // Publisher sends events to containerd, in the order published.
 type Publisher interface {
-	Publish(topic string, event proto.Message)
+	Publish(topic string, event interface{ ProtoName() string })
 }
 
 // consoleDir holds the short-lived console sockets, 0700 and short enough

@@ -3,8 +3,8 @@ package task
 import (
 	"context"
 
-	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
-	"google.golang.org/protobuf/types/known/anypb"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/anypb"
+	taskapi "github.com/podv2/containerd-shim-pod-v2/api/runtime/task/v2"
 )
 
 // Stats returns the container's cgroup metrics: io.containerd.cgroups.v1.Metrics

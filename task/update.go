@@ -4,11 +4,11 @@ import (
 	"context"
 	"encoding/json"
 
-	eventstypes "github.com/containerd/containerd/api/events"
-	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
-	"github.com/containerd/containerd/api/types/runc/options"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"google.golang.org/protobuf/types/known/emptypb"
+	eventstypes "github.com/podv2/containerd-shim-pod-v2/api/events"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/emptypb"
+	taskapi "github.com/podv2/containerd-shim-pod-v2/api/runtime/task/v2"
+	"github.com/podv2/containerd-shim-pod-v2/api/types/runc/options"
 
 	"github.com/podv2/containerd-shim-pod-v2/process"
 

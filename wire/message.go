@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"fmt"
 	"reflect"
 
 	"google.golang.org/protobuf/proto"
@@ -9,27 +10,34 @@ import (
 )
 
 // Marshal returns m's wire format, as proto.MarshalOptions{Deterministic:
-// true} would.
-func Marshal(m proto.Message) ([]byte, error) {
+// true} would. m is a pointer to a struct with protobuf tags (package api's,
+// or protoc-gen-go's); protobuf-go codes a generated message wire does not.
+func Marshal(m any) ([]byte, error) {
 	v := reflect.ValueOf(m)
 	tb := tableOf(v.Type())
 	if tb == nil {
-		return proto.MarshalOptions{Deterministic: true}.Marshal(m)
+		if pm, ok := m.(proto.Message); ok {
+			return proto.MarshalOptions{Deterministic: true}.Marshal(pm)
+		}
+		return nil, fmt.Errorf("wire cannot code %T", m)
 	}
 	if v.IsNil() {
 		return nil, nil
 	}
-	return appendMessage(nil, tb, v.Elem()), nil
+	return appendMessage(nil, tb, v.Elem())
 }
 
 // Unmarshal decodes b into m, which it first clears, as proto.Unmarshal
 // does; fields of numbers m does not have are dropped (protobuf-go keeps
 // them to write them again, which a request or an option never needs).
-func Unmarshal(b []byte, m proto.Message) error {
+func Unmarshal(b []byte, m any) error {
 	v := reflect.ValueOf(m)
 	tb := tableOf(v.Type())
 	if tb == nil {
-		return proto.Unmarshal(b, m)
+		if pm, ok := m.(proto.Message); ok {
+			return proto.Unmarshal(b, pm)
+		}
+		return fmt.Errorf("wire cannot code %T", m)
 	}
 	reset(tb, v.Elem())
 	return decodeMessage(b, tb, v.Elem(), 0)
@@ -37,13 +45,20 @@ func Unmarshal(b []byte, m proto.Message) error {
 
 // Message returns m as a message that protobuf-go (proto.Marshal and
 // proto.Unmarshal, as ttrpc calls them) codes through wire: its fast paths
-// (protoiface.Methods) are wire's. A type wire does not code is returned as
-// it is.
-func Message(m proto.Message) proto.Message {
+// (protoiface.Methods) are wire's. A generated message wire does not code
+// is returned as it is; any other type wire does not code is a programming
+// error (a panic).
+func Message(m any) proto.Message {
 	v := reflect.ValueOf(m)
 	tb := tableOf(v.Type())
-	if tb == nil || v.IsNil() {
-		return m
+	if tb == nil {
+		if pm, ok := m.(proto.Message); ok {
+			return pm
+		}
+		panic(fmt.Sprintf("wire cannot code %T", m))
+	}
+	if v.IsNil() {
+		return nil
 	}
 	return &message{v: v.Elem(), tb: tb}
 }
@@ -68,7 +83,8 @@ var methods = protoiface.Methods{
 	Flags: protoiface.SupportMarshalDeterministic | protoiface.SupportUnmarshalDiscardUnknown,
 	Marshal: func(in protoiface.MarshalInput) (protoiface.MarshalOutput, error) {
 		m := in.Message.(*message)
-		return protoiface.MarshalOutput{Buf: appendMessage(in.Buf, m.tb, m.v)}, nil
+		b, err := appendMessage(in.Buf, m.tb, m.v)
+		return protoiface.MarshalOutput{Buf: b}, err
 	},
 	Unmarshal: func(in protoiface.UnmarshalInput) (protoiface.UnmarshalOutput, error) {
 		m := in.Message.(*message)

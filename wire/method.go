@@ -1,19 +1,12 @@
 package wire
 
-import (
-	"context"
-
-	"google.golang.org/protobuf/proto"
-)
+import "context"
 
 // Method serves fn as a ttrpc method (a ttrpc.Method), its request and
 // response coded by wire.
-func Method[Req any, PReq interface {
-	*Req
-	proto.Message
-}, Resp proto.Message](fn func(context.Context, PReq) (Resp, error)) func(context.Context, func(any) error) (any, error) {
+func Method[Req any, Resp any](fn func(context.Context, *Req) (Resp, error)) func(context.Context, func(any) error) (any, error) {
 	return func(ctx context.Context, unmarshal func(any) error) (any, error) {
-		req := PReq(new(Req))
+		req := new(Req)
 		if err := unmarshal(Message(req)); err != nil {
 			return nil, err
 		}

@@ -23,6 +23,8 @@ import (
 	_ "google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/podv2/containerd-shim-pod-v2/api/all"
+
 	_ "github.com/podv2/containerd-shim-pod-v2/sandbox/api"
 )
 
@@ -31,6 +33,8 @@ import (
 var shimPackages = []string{
 	"containerd.task.v2.",
 	"containerd.events.",
+	"containerd.services.images.v1.", // image events, in containerd's events package
+	"containerd.v1.types.",
 	"containerd.services.events.ttrpc.v1.",
 	"containerd.types.",
 	"containerd.runc.v1.",
@@ -40,6 +44,7 @@ var shimPackages = []string{
 	"google.protobuf.Any",
 	"google.protobuf.Timestamp",
 	"google.protobuf.Empty",
+	"google.protobuf.StringValue",
 }
 
 func shimMessages(t *testing.T) []protoreflect.MessageType {
@@ -256,5 +261,54 @@ func TestUnmarshalClears(t *testing.T) {
 		if err != nil || m.ID != "c1" || m.ExecID != "" {
 			t.Fatalf("after decoding: %v, %v", m, err)
 		}
+	}
+}
+
+// TestAPIStructsCodeAsTheirProtos: each of package api's structs codes, byte
+// for byte, as the protoc-gen-go message it mirrors: protobuf-go's bytes of
+// the message with every field set decode into the struct and encode back
+// the same.
+func TestAPIStructsCodeAsTheirProtos(t *testing.T) {
+	seed := 0
+	seen := 0
+	for _, mt := range shimMessages(t) {
+		name := string(mt.Descriptor().FullName())
+		nilPtr, ok := all.Messages[name]
+		if !ok {
+			continue // a well-known type the shim does not use
+		}
+		seen++
+		filled := mt.New()
+		fill(filled, 0, &seed)
+		want, err := proto.MarshalOptions{Deterministic: true}.Marshal(filled.Interface())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ours := reflect.New(reflect.TypeOf(nilPtr).Elem()).Interface()
+		if err := Unmarshal(want, ours); err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		got, err := Marshal(ours)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: api's struct writes %x, %v\nthe proto's message %x", name, got, err, want)
+		}
+		if n := ours.(interface{ ProtoName() string }).ProtoName(); n != name {
+			t.Errorf("%T.ProtoName() = %q, want %q", ours, n, name)
+		}
+	}
+	if seen != len(all.Messages) {
+		t.Errorf("checked %d of package api's %d messages", seen, len(all.Messages))
+	}
+}
+
+// TestRefusesInvalidUTF8 in a string, as protobuf-go's Marshal does.
+func TestRefusesInvalidUTF8(t *testing.T) {
+	m := &taskapi.StartRequest{ID: "\xff"}
+	if _, err := proto.Marshal(m); err == nil {
+		t.Fatal("protobuf-go accepted invalid UTF-8")
+	}
+	if _, err := Marshal(m); err == nil {
+		t.Fatal("wire accepted invalid UTF-8")
 	}
 }

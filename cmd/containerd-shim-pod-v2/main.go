@@ -7,8 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/containerd/ttrpc"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
+	"github.com/podv2/containerd-shim-pod-v2/api/known/anypb"
 
 	"github.com/podv2/containerd-shim-pod-v2/pod"
 	// The pod's own process runs from the binary's entry point, which
@@ -23,7 +22,7 @@ func main() {
 	shim.Run(shim.Handlers{
 		GroupKey: pod.GroupKey,
 		Register: register,
-		Delete: func(ctx context.Context, cfg *shim.Config) (proto.Message, error) {
+		Delete: func(ctx context.Context, cfg *shim.Config) (any, error) {
 			// A sandbox's bundle: its pod goes with it (after its containers).
 			if ok, err := sandbox.Cleanup(ctx, sandbox.CleanupConfig{
 				Namespace: cfg.Namespace, ID: cfg.ID, PodKey: podKey(cfg), ShimAlive: cfg.ShimAlive,
@@ -35,7 +34,7 @@ func main() {
 			}
 			return task.Cleanup(ctx, taskConfig(cfg))
 		},
-		Info: func(ctx context.Context, opts *anypb.Any) (proto.Message, error) {
+		Info: func(ctx context.Context, opts *anypb.Any) (any, error) {
 			return task.Info(ctx, opts, shim.Version, shim.Revision)
 		},
 	})
