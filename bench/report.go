@@ -110,11 +110,12 @@ const whereTimeGoes = `
   when runc moves the container's (or the exec's) first process.
 - Memory per pod counts each pod's shim and its own process or pause (busybox's sleep here, no registry being
   reachable; the real pause is about as small). Polled every second, a shim never idles for the trim. What it holds
-  (a heap profile and runtime statistics of a polled shim): about 0.85 MB of live heap, two thirds of it tables the
-  Go runtime builds once and keeps (protobuf's message descriptors and coders for the task and sandbox APIs, the
-  JSON field tables of the OCI spec); 2.1 MB of heap spans for it, as each of the allocator's size classes in use
-  keeps at least a span; 0.5 MB of stacks (goroutines, and each thread's own); the rest runtime metadata. A poll
-  makes a few kB of garbage (the metrics are written without allocating), so trimming after polls gives back little.
+  (a heap profile and runtime statistics of a polled shim): about 0.25 MB of live heap (it was 0.85 MB, two thirds
+  of it tables kept for good: protobuf-go's descriptors and coders, now replaced by package wire coding plain
+  structs, and encoding/json's tables of the whole OCI spec, now read in parts); the heap spans that hold it, as
+  each of the allocator's size classes in use keeps at least a span; 0.5 MB of stacks (goroutines, and each
+  thread's own); the rest runtime metadata. A poll makes a few kB of garbage (the metrics are written without
+  allocating), so trimming after polls gives back little.
 
 ## Memory in the four situations
 
@@ -129,14 +130,14 @@ const whereTimeGoes = `
   is no smaller than the reference. Minutes later ours has grown: an idle Go program still wakes now and then
   (a garbage collection forced every two minutes; in ours, the 30 s timer of each start's reservation), which
   faults binary pages and heap back in, and ours trims only after requests.
-- What a polled Kubernetes pod's shim holds (smaps and runtime/metrics of the 20 polled shims, containerd 2.4,
-  measured by hand): the heap arena ~2.2 MB resident (live objects ~0.85 MB, free room in the spans that hold
-  them ~1.0-1.2 MB, goroutine and thread stacks ~0.5-0.7 MB for ~30 goroutines and 7-8 threads); ~1.0 MB of
-  the runtime's sweep bookkeeping (a 4 kB block per size class and sweep state that has spans, pooled, never
-  given back: pages that hold a word or two); the binary's pages, ~6 MB touched by each shim (fault-around
-  maps a page's neighbours too, so dropping them does not hold) but shared by all twenty, ~0.38 MB each. Of
-  the live heap, protobuf's descriptors and message coders (containerd's API bindings, reached through their
-  reflection) are about half, the OCI spec's JSON field tables 0.16 MB, go-digest's regular expressions
-  (imported by containerd's API types) 0.05 MB. Each distinct object size kept alive costs a span and its
-  sweep blocks, so fewer of these is what would bring the per-pod figure down, not the collector's settings.
+- What a polled Kubernetes pod's shim holds (smaps of the 20 polled shims, containerd 2.4, measured by hand): the
+  heap arena ~1.45 MB resident (live objects ~0.25 MB, free room in the spans that hold them, goroutine and thread
+  stacks ~0.5-0.7 MB for ~30 goroutines and 7-9 threads); ~0.65 MB of the Go runtime's sweep bookkeeping (a 4 kB
+  block per size class and sweep state that has spans, pooled, never given back: pages that hold a word or two);
+  the binary's pages, ~5.7 MB touched by each shim (fault-around maps a page's neighbours too, so dropping them
+  does not hold) but shared by all twenty, ~0.35 MB each. It was 3.6 MB: protobuf-go's descriptors and message
+  coders (built for every message of containerd's protos at start, and per message type at first use) and
+  encoding/json's tables of the whole OCI spec were 0.6 MB of 0.85 MB of live objects, spread over as many
+  object sizes, each holding a span and its sweep blocks. The shim now codes containerd's messages from plain
+  structs' tags (packages api and wire) and reads the spec in the parts it uses (pod.SpecDoc).
 `

@@ -63,13 +63,14 @@ func Message(m any) proto.Message {
 	return &message{v: v.Elem(), tb: tb}
 }
 
-// message is a generated message seen through wire. protobuf-go reaches it
+// message is a message (a struct of package api's, or protoc-gen-go's) seen
+// through wire, as a protobuf-go message. protobuf-go reaches it
 // only through Interface, IsValid, ProtoMethods and Reset: the other methods
 // of protoreflect.Message (the embedded nil interface) are never called for a
 // message whose fast paths code it whole.
 type message struct {
 	protoreflect.Message
-	v  reflect.Value // the generated struct
+	v  reflect.Value // the struct
 	tb *table
 }
 

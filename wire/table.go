@@ -1,7 +1,8 @@
-// Package wire codes containerd's API messages (the Go structs protoc-gen-go
-// generates for the task, sandbox, event and option protos) in protobuf's
-// binary format, read from their struct tags, without protobuf-go's
-// reflection.
+// Package wire codes containerd's API messages in protobuf's binary format,
+// read from the protobuf tags of their Go structs: package api's plain
+// structs, which the shim uses, or the ones protoc-gen-go generates (which
+// tests compare them with). It serves them to ttrpc through protobuf-go's
+// fast-path hooks (Message, Method), without protobuf-go's reflection.
 //
 // protobuf-go codes a generated message through tables it builds on the
 // message's first use: the full descriptor of its .proto file, then a coder
@@ -14,9 +15,9 @@
 // It codes what these APIs use: scalars (bool, int32 and enums, int64,
 // uint32, uint64), strings, bytes, nested messages, repeated fields of those
 // (scalars packed), proto3 optional scalars and maps with string keys. A
-// type with anything else (oneofs, floats, zigzag or fixed encodings,
-// proto2 defaults, groups) is left to protobuf-go: Message returns it as it is,
-// and Marshal and Unmarshal call protobuf-go for it.
+// generated type with anything else (oneofs, floats, zigzag or fixed
+// encodings, proto2 defaults, groups) is left to protobuf-go: Message returns
+// it as it is, and Marshal and Unmarshal call protobuf-go for it.
 package wire
 
 import (
