@@ -167,7 +167,7 @@ func decodeValue(b []byte, f *field, typ protowire.Type, v reflect.Value, depth 
 			return n, nil
 		}
 		if !utf8.Valid(s) {
-			return 0, errors.New("string field contains invalid UTF-8")
+			return 0, errInvalidUTF8
 		}
 		v.SetString(string(s))
 		return n, nil
