@@ -250,20 +250,15 @@ func goType(t reflect.Type, p Package, imports map[string]string) (typ, zero str
 		}
 		return t.Name(), "0", nil
 	}
-	zero = t.Name() + "{}"
-	if t.Kind() == reflect.Int32 {
-		zero = "0"
-	}
+	// A named type is an enum (its zero is 0) or a message, which a field
+	// holds by pointer (its zero is the pointer's).
 	if t.PkgPath() == p.From {
-		return t.Name(), zero, nil
+		return t.Name(), "0", nil
 	}
 	for _, q := range Packages {
 		if q.From == t.PkgPath() {
 			imports[module+q.To] = q.Alias
-			if t.Kind() == reflect.Int32 {
-				return q.Alias + "." + t.Name(), "0", nil
-			}
-			return q.Alias + "." + t.Name(), zero, nil
+			return q.Alias + "." + t.Name(), "0", nil
 		}
 	}
 	return "", "", fmt.Errorf("type %s of package %s is not generated", t.Name(), t.PkgPath())

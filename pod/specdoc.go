@@ -51,6 +51,9 @@ func ParseSpec(data []byte) (*SpecDoc, error) {
 		return nil, err
 	}
 	s := d.Spec
+	if err := refuseOtherCases(d.top, "ociVersion", "hostname", "root", "mounts", "hooks", "annotations", "process", "linux"); err != nil {
+		return nil, err
+	}
 	if err := decodeMembers(d.top, []member{
 		{"ociVersion", &s.Version},
 		{"hostname", &s.Hostname},
@@ -71,6 +74,9 @@ func ParseSpec(data []byte) (*SpecDoc, error) {
 	if present(d.top, "linux") {
 		if err := decodeMember(d.top, "linux", &d.linux); err != nil {
 			return nil, err
+		}
+		if err := refuseOtherCases(d.linux, "namespaces", "uidMappings", "gidMappings", "sysctl", "cgroupsPath"); err != nil {
+			return nil, fmt.Errorf("linux: %w", err)
 		}
 		l := &specs.Linux{}
 		if err := decodeMembers(d.linux, []member{
@@ -143,15 +149,22 @@ func decodeMembers(obj map[string]json.RawMessage, members []member) error {
 	return nil
 }
 
-// decodeMember decodes the member key of obj into v, if present. A member
-// whose name differs from key only in case is refused: encoding/json (and
-// so runc) would take it for key, and the shim would not see it.
-func decodeMember(obj map[string]json.RawMessage, key string, v any) error {
+// refuseOtherCases refuses a member of obj whose name differs from one of
+// the names the shim reads only in case: encoding/json (and so runc) would
+// take it for that member, and the shim would not see it.
+func refuseOtherCases(obj map[string]json.RawMessage, names ...string) error {
 	for k := range obj {
-		if k != key && strings.EqualFold(k, key) {
-			return fmt.Errorf("member %q: the OCI spec names it %q", k, key)
+		for _, name := range names {
+			if k != name && strings.EqualFold(k, name) {
+				return fmt.Errorf("member %q: the OCI spec names it %q", k, name)
+			}
 		}
 	}
+	return nil
+}
+
+// decodeMember decodes the member key of obj into v, if present.
+func decodeMember(obj map[string]json.RawMessage, key string, v any) error {
 	if !present(obj, key) {
 		return nil
 	}

@@ -21,8 +21,10 @@
 package wire
 
 import (
+	"cmp"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,19 +81,17 @@ func tableOf(t reflect.Type) *table {
 		return tb
 	}
 	building := map[reflect.Type]*table{}
-	tb, err := build(t.Elem(), building)
-	if err != nil {
-		tb = nil
+	if _, err := build(t.Elem(), building); err != nil {
+		// A refusal is kept for t alone: the types built along the way
+		// may contain the one refused, and are built again when met on
+		// their own.
+		tables[t.Elem()] = nil
+		return nil
 	}
-	// A refusal is kept for t alone: the types built along the way may
-	// contain the one refused, and are built again when met on their own.
-	if err == nil {
-		for typ, b := range building {
-			tables[typ] = b
-		}
+	for typ, b := range building {
+		tables[typ] = b
 	}
-	tables[t.Elem()] = tb
-	return tb
+	return tables[t.Elem()]
 }
 
 // build makes the table of struct type st and of every message type it
@@ -126,11 +126,7 @@ func build(st reflect.Type, building map[reflect.Type]*table) (*table, error) {
 		tb.fields = append(tb.fields, f)
 	}
 	// protobuf-go writes fields by number; so does wire.
-	for i := 1; i < len(tb.fields); i++ {
-		for j := i; j > 0 && tb.fields[j].num < tb.fields[j-1].num; j-- {
-			tb.fields[j], tb.fields[j-1] = tb.fields[j-1], tb.fields[j]
-		}
-	}
+	slices.SortFunc(tb.fields, func(a, b field) int { return cmp.Compare(a.num, b.num) })
 	return tb, nil
 }
 
